@@ -1,0 +1,3 @@
+from diffusify.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""The command line. The only place where errors become exit codes: 0 ok, 1 run failed, 2 invalid input,
+130 interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from diffusify.errors import DiffusifyError, RecipeError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"diffusify: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            _fail(f"--set takes name=value (got {item!r})", EXIT_INVALID)
+        k, v = item.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def _devices(value: str | None) -> list[str] | None:
+    return [d.strip() for d in value.split(",") if d.strip()] if value else None
+
+
+def _print_problems(problems: list[Any]) -> None:
+    for p in problems:
+        click.echo(p.format(), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="diffusify", prog_name="diffusify")
+def cli() -> None:
+    """Diffusify Engine: run declarative video AI pipelines (YAML recipes)."""
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "input_", metavar="FILE", help="Set the recipe's 'input' param.")
+@click.option("-o", "--output", metavar="FILE", help="Set the recipe's 'output' param.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a param (repeatable).")
+@click.option("--device", metavar="LIST", help="Devices for nodes without their own: auto, cpu, cuda:0,cuda:1...")
+@click.option("--dry-run", is_flag=True, help="Print the plan (devices, queues, streams, memory) and stop.")
+@click.option("--json-events", is_flag=True, help="Write JSON-lines events to stdout (for programs).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--max-frames", type=click.IntRange(min=1), metavar="N", help="Read at most N frames per source.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ...], device: str | None,
+        dry_run: bool, json_events: bool, overwrite: bool, max_frames: int | None, quiet: bool) -> None:
+    """Run RECIPE. Validates first; Ctrl-C stops cleanly (outputs stay playable)."""
+    from diffusify import pipeline
+    from diffusify.runtime.events import JsonEvents, ProgressDisplay
+
+    overrides = _parse_sets(sets)
+    try:
+        if dry_run:
+            plan, v = pipeline.plan(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
+                                    max_frames=max_frames, overwrite=overwrite)
+            _print_problems(v.warnings)
+            if json_events:
+                click.echo(json.dumps({"event": "plan", **plan.to_json()}))
+            else:
+                click.echo("\n".join(plan.describe()))
+            return
+        hooks = [JsonEvents(sys.stdout)] if json_events else [ProgressDisplay(sys.stderr, quiet=quiet)]
+        pipeline.run(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
+                     max_frames=max_frames, overwrite=overwrite, hooks=hooks)
+    except RecipeError as e:
+        _print_problems(e.problems)
+        if json_events:
+            click.echo(json.dumps({"event": "error", "kind": "invalid",
+                                   "problems": [p.to_json() for p in e.problems]}))
+        sys.exit(EXIT_INVALID)
+    except DiffusifyError as e:
+        _fail(str(e), e.exit_code)
+    except Exception as e:  # a bug: still one line, never a traceback (set DIFFUSIFY_DEBUG=1 to see it)
+        if os.environ.get("DIFFUSIFY_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (set DIFFUSIFY_DEBUG=1 for details)", EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def validate(recipes: tuple[str, ...], fmt: str, strict: bool) -> None:
+    """Check RECIPES: every problem, as file:line:col: path: message. Exit 2 on any error."""
+    from diffusify.pipeline import validate as validate_all
+
+    problems = validate_all(recipes)
+    errors = [p for p in problems if p.severity == "error" or strict]
+    if fmt == "json":
+        click.echo(json.dumps({"ok": not errors, "files": list(recipes),
+                               "problems": [p.to_json() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            click.echo(p.format())
+        warnings = len(problems) - len([p for p in problems if p.severity == "error"])
+        n_err = len(problems) - warnings
+        click.echo(f"{len(recipes)} file{'s' if len(recipes) != 1 else ''}: {n_err} error{'s' if n_err != 1 else ''}, "
+                   f"{warnings} warning{'s' if warnings != 1 else ''}", err=True)
+    sys.exit(EXIT_INVALID if errors else EXIT_OK)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "json"]), default="text")
+@click.option("-i", "--input", "input_", metavar="FILE", help="Set the recipe's 'input' param.")
+@click.option("-o", "--output", metavar="FILE", help="Set the recipe's 'output' param.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a param (repeatable).")
+def graph(recipe: str, fmt: str, input_: str | None, output: str | None, sets: tuple[str, ...]) -> None:
+    """Print the resolved DAG of RECIPE with the stream info of every node."""
+    from diffusify.graph import render
+    from diffusify.pipeline import check
+
+    v = check(recipe, input=input_, output=output, set=_parse_sets(sets))
+    _print_problems(v.problems)
+    if v.recipe is None or not v.order:
+        sys.exit(EXIT_INVALID)
+    out = {"text": render.render_text, "mermaid": render.render_mermaid, "dot": render.render_dot,
+           "json": render.render_json}[fmt](v)
+    click.echo(out)
+    sys.exit(EXIT_INVALID if v.errors else EXIT_OK)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def processors(name: str | None, fmt: str) -> None:
+    """List processor types, or document NAME: parameters, ports, temporal behaviour, resources."""
+    from diffusify.processors.registry import default_registry
+
+    reg = default_registry()
+    for err in reg.plugin_errors:
+        click.echo(f"warning: {err}", err=True)
+    if name is None:
+        if fmt == "json":
+            click.echo(json.dumps([{"type": c.type_name, "summary": c.summary(), "implemented": c.implemented}
+                                   for c in reg], indent=2))
+            return
+        width = max(len(n) for n in reg.names())
+        for c in reg:
+            note = "" if c.implemented else "  [not implemented yet]"
+            click.echo(f"{c.type_name:<{width}}  {c.summary()}{note}")
+        return
+    try:
+        cls = reg.get(name)
+    except KeyError as e:
+        _fail(str(e.args[0]), EXIT_INVALID)
+    from diffusify.processors.describe import describe, describe_json
+
+    click.echo(json.dumps(describe_json(cls), indent=2) if fmt == "json" else describe(cls))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the recipe JSON Schema (for yaml-language-server and other editors)."""
+    from diffusify.spec.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        from diffusify.weights.cli import weights
+
+        cli.add_command(weights)
+    except ImportError:
+        pass
+    cli(prog_name="diffusify")

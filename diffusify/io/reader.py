@@ -1,0 +1,283 @@
+"""Decoding a video file into RGB float frames.
+
+ffmpeg decodes and converts to packed RGB (``rgb24``, or ``rgb48le`` for sources above 8 bits) on a pipe, one
+frame's worth of bytes at a time. The YUV matrix and range are passed to the scale filter explicitly from the
+probed tags, never left to ffmpeg's guesses, so BT.601/BT.709 and limited/full sources all come out right.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from fractions import Fraction
+from types import TracebackType
+
+import torch
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.io.errors import MediaError
+from diffusify.io.ffmpeg import FFmpegProcess
+from diffusify.io.formats import effective_color, is_gray_pix_fmt, is_rgb_pix_fmt, normalize_range
+from diffusify.io.probe import MediaInfo
+from diffusify.runtime.frame import Frame
+
+__all__ = ["VideoReader", "SWS_FLAGS"]
+
+# Exact rounding and chroma upsampling on every pixel instead of swscale's fast paths.
+SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
+_SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
+
+
+class VideoReader:
+    """Iterate over the frames of a video file as :class:`~diffusify.runtime.frame.Frame` objects.
+
+    Each frame's ``data`` is a float32 ``(3, H, W)`` RGB tensor in [0, 1] on ``device``; ``index`` counts from
+    0 at ``start``; ``pts`` is the source presentation time minus that of frame ``start`` (so the first frame
+    has pts 0); ``meta["source_index"]`` is the frame's index in the file.
+
+    Args:
+        path: the video file.
+        info: its probe result (:func:`diffusify.io.probe.probe`).
+        start: first frame to return (0-based index in the file); the seek is frame exact.
+        end: frame index to stop before (exclusive), None for the end of the file.
+        high_bit_depth: decode through 16-bit RGB; None decides from the source (above 8 bits).
+        device: where the tensors are put; the byte-to-float conversion runs there.
+
+    Raises:
+        MediaError: no video stream, or a range outside the file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        info: MediaInfo,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        high_bit_depth: bool | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if info.video is None or info.video_index is None:
+            raise MediaError(f"{path}: has no video stream")
+        video = info.video
+        total = video.frames
+        if start < 0:
+            raise MediaError(f"{path}: start frame must be >= 0 (got {start})")
+        if total is not None and start >= total:
+            raise MediaError(f"{path}: start frame {start} is past the end (the video has {total} frames)")
+        if end is not None:
+            if end <= start:
+                raise MediaError(f"{path}: end frame {end} must be greater than start frame {start}")
+            if total is not None and end > total:
+                end = total
+        elif total is not None:
+            end = total
+        self.path = str(path)
+        self.info = info
+        self.start = start
+        self.end = end
+        self.device = torch.device(device)
+        self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
+        self.stream: StreamInfo = video.replace(frames=None if end is None else end - start)
+        self._width, self._height = video.width, video.height
+        self._bytes_per_sample = 2 if self.high_bit_depth else 1
+        self._frame_bytes = self._width * self._height * 3 * self._bytes_per_sample
+        self._proc: FFmpegProcess | None = None
+        self._next = start
+        self._start_pts = info.frame_time(start)
+        self._done = False
+
+    def __len__(self) -> int:
+        if self.end is None:
+            raise TypeError("frame count unknown")
+        return self.end - self.start
+
+    def __iter__(self) -> VideoReader:
+        return self
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A reader dropped mid-stream must not leave a decoder running.
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.proc.poll() is None:
+            proc.kill()
+
+    def _absolute_ticks(self, index: int) -> int | None:
+        """Stored timestamp of a frame in time-base ticks, None when the file has no usable timestamps."""
+        info = self.info
+        if not info.timestamps or info.time_base is None or index >= len(info.timestamps):
+            return None
+        return int((info.video_start + info.timestamps[index]) / info.time_base)
+
+    def _command(self, *, fast_seek: bool) -> list[str]:
+        info, video = self.info, self.info.video
+        assert video is not None
+        start_ticks = self._absolute_ticks(self.start) if self.start > 0 else None
+        # The log level must let showinfo's line through when the first frame is checked.
+        args = ["-v", "info" if start_ticks is not None else "error", "-nostats"]
+        if start_ticks is not None:
+            if fast_seek:
+                # The demuxer jumps near the target (halfway between the previous frame and the wanted one, so
+                # rounding cannot skip it); the exact cut is the trim filter's. -ss counts from the container
+                # start time of all streams, not from the first video frame.
+                before = info.frame_time(self.start - 1)
+                target = info.video_start + (before + info.frame_time(self.start)) / 2
+                target -= Fraction(info.start_time).limit_denominator(1000000)
+                args += ["-noaccurate_seek", "-ss", f"{max(0.0, float(target)):.6f}"]
+            # Stored timestamps on the filter input, so the trim compares exact integers with the probe's.
+            args += ["-copyts"]
+        args += ["-i", self.path]
+        out_fmt = ("rgb48le" if sys.byteorder == "little" else "rgb48be") if self.high_bit_depth else "rgb24"
+        convert = f"{self._scale_filter()},format={out_fmt}"
+        if start_ticks is not None:
+            # The first frame after the cut goes to showinfo too, which logs its timestamp: proof of the seek.
+            graph = (
+                f"[0:{info.video_index}]trim=start_pts={start_ticks},split=2[probe][main];"
+                "[probe]trim=end_frame=1,showinfo=checksum=0,nullsink;"
+                f"[main]{convert}[out]"
+            )
+        elif self.start > 0:
+            # No timestamps to cut on: count decoded frames instead (decodes from the beginning).
+            graph = f"[0:{info.video_index}]trim=start_frame={self.start},{convert}[out]"
+        else:
+            graph = f"[0:{info.video_index}]{convert}[out]"
+        args += ["-filter_complex", graph, "-map", "[out]", "-fps_mode", "passthrough"]
+        if self.end is not None:
+            args += ["-frames:v", str(self.end - self.start)]
+        args += ["-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]
+        return args
+
+    def _scale_filter(self) -> str:
+        video = self.info.video
+        assert video is not None
+        pix_fmt = self.info.pix_fmt or ""
+        scale = [f"flags={SWS_FLAGS}"]
+        if pix_fmt and not is_rgb_pix_fmt(pix_fmt):
+            if is_gray_pix_fmt(pix_fmt):
+                # Luma-only sources are images in practice: full range unless tagged otherwise.
+                scale.append(f"in_range={normalize_range(video.color.range) or 'pc'}")
+            else:
+                matrix, rng = effective_color(video.color, video.height)
+                scale += [f"in_color_matrix={matrix}", f"in_range={rng}"]
+            scale.append("out_range=pc")
+        return "scale=" + ":".join(scale)
+
+    def _start(self) -> tuple[FFmpegProcess, bytearray | None]:
+        """Start the decoder and read the first frame, checking that the seek landed on ``start``."""
+        expected = self._absolute_ticks(self.start) if self.start > 0 else None
+        proc = FFmpegProcess(self._command(fast_seek=True), stdout_pipe=True)
+        self._proc = proc
+        first = self._read_frame_bytes(proc)
+        if expected is None:
+            return proc, first
+        got = self._first_pts(proc, first is not None)
+        if got == expected:
+            return proc, first
+        # Demuxers without an index (MPEG-TS, elementary streams) can land after the keyframe that the wanted
+        # frame needs, and its frames are lost: decode from the beginning instead, cutting at the same point.
+        proc.kill()
+        proc.close_log()
+        proc = FFmpegProcess(self._command(fast_seek=False), stdout_pipe=True)
+        self._proc = proc
+        first = self._read_frame_bytes(proc)
+        got = self._first_pts(proc, first is not None)
+        if got != expected:
+            rc = proc.finish()
+            raise MediaError(
+                f"{self.path}: frame {self.start} cannot be decoded (first frame at timestamp {got}, expected "
+                f"{expected}; ffmpeg exit {rc}: {proc.tail()})"
+            )
+        return proc, first
+
+    @staticmethod
+    def _first_pts(proc: FFmpegProcess, produced: bool) -> int | None:
+        # The showinfo branch may run just after the frame reached the pipe; give it a moment.
+        deadline = time.monotonic() + (10.0 if produced else 0.0)
+        while True:
+            match = _SHOWINFO_PTS.search(proc.log())
+            if match:
+                return int(match.group(1))
+            if time.monotonic() >= deadline or proc.proc.poll() is not None:
+                match = _SHOWINFO_PTS.search(proc.log())
+                return int(match.group(1)) if match else None
+            time.sleep(0.002)
+
+    def _read_frame_bytes(self, proc: FFmpegProcess) -> bytearray | None:
+        buf = bytearray(self._frame_bytes)
+        view = memoryview(buf)
+        got = 0
+        stdout = proc.proc.stdout
+        assert stdout is not None
+        while got < self._frame_bytes:
+            n = stdout.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got == self._frame_bytes:
+            return buf
+        if got:
+            rc = proc.finish()
+            raise MediaError(
+                f"{self.path}: frame {self._next}: decoder output ended mid-frame (ffmpeg exit {rc}: {proc.tail()})"
+            )
+        return None
+
+    def __next__(self) -> Frame:
+        if self._done or (self.end is not None and self._next >= self.end):
+            self.close()
+            raise StopIteration
+        if self._proc is None:
+            proc, buf = self._start()
+        else:
+            proc = self._proc
+            buf = self._read_frame_bytes(proc)
+        if buf is None:
+            rc = proc.finish()
+            reason = proc.tail()
+            self.close()
+            if rc != 0:
+                raise MediaError(f"{self.path}: decoding failed at frame {self._next}: {reason}")
+            if self.end is not None:
+                raise MediaError(
+                    f"{self.path}: the decoder stopped at frame {self._next}, expected {self.end} frames "
+                    f"(the file may be damaged; {reason})"
+                )
+            raise StopIteration
+        data = self._to_tensor(buf)
+        source_index = self._next
+        pts = self.info.frame_time(source_index) - self._start_pts
+        frame = Frame(source_index - self.start, Fraction(pts), data, {"source_index": source_index})
+        self._next += 1
+        return frame
+
+    def _to_tensor(self, buf: bytearray) -> torch.Tensor:
+        h, w = self._height, self._width
+        if self.high_bit_depth:
+            raw = torch.frombuffer(buf, dtype=torch.uint16)
+            scale = 65535.0
+        else:
+            raw = torch.frombuffer(buf, dtype=torch.uint8)
+            scale = 255.0
+        hwc = raw.view(h, w, 3)
+        if self.device.type != "cpu":
+            # Ship the compact integer frame and widen it on the device.
+            hwc = hwc.to(self.device, non_blocking=False)
+        out = torch.empty((3, h, w), dtype=torch.float32, device=hwc.device)
+        out.copy_(hwc.permute(2, 0, 1))
+        return out.div_(scale)
+
+    def close(self) -> None:
+        """Stop the decoder if it still runs and reap it. Safe to call more than once."""
+        self._done = True
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.close_log()

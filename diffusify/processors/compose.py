@@ -1,0 +1,180 @@
+"""Merges: ``compose.stack`` (side by side / top-bottom), ``compose.blend``, ``compose.diff``,
+``compose.mask`` (masked composite). Inputs are joined by frame index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.processors.base import Params, PlanContext, Processor, StreamError
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffusify.runtime.frame import Frame
+
+
+def _fps(s: StreamInfo) -> str:
+    return f"{s.fps.numerator}/{s.fps.denominator}" if s.fps.denominator != 1 else str(s.fps.numerator)
+
+
+def check_timing(inputs: Mapping[str, StreamInfo]) -> StreamInfo:
+    """Merged inputs must agree on frame rate and frame count; returns the first input's stream."""
+    (first_port, first), *rest = inputs.items()
+    for port, s in rest:
+        if s.fps != first.fps:
+            raise StreamError(f"frame rates differ: {first_port} is {_fps(first)} fps, {port} is {_fps(s)} fps "
+                              "(insert an interpolate or pass frames at the same rate)", port=port)
+        if s.frames is not None and first.frames is not None and s.frames != first.frames:
+            raise StreamError(f"frame counts differ: {first_port} has {first.frames}, {port} has {s.frames}",
+                              port=port)
+    return first
+
+
+def check_size(inputs: Mapping[str, StreamInfo]) -> None:
+    (first_port, first), *rest = inputs.items()
+    for port, s in rest:
+        if (s.width, s.height) != (first.width, first.height):
+            raise StreamError(f"resolutions differ: {first_port} is {first.width}x{first.height}, {port} is "
+                              f"{s.width}x{s.height} (add a resize before the merge)", port=port)
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(3, -1, -1) if x.shape[0] == 1 else x[:3]
+
+
+class StackParams(Params):
+    axis: Literal["horizontal", "vertical"] = Field("horizontal", description="Side by side or top over bottom.")
+    fit: Literal["largest", "none"] = Field(
+        "largest", description="largest: scale the smaller input to the larger one's height (horizontal) or "
+                               "width (vertical); none: sizes must already match along the shared edge.")
+    method: Literal["lanczos", "bicubic", "bilinear", "area", "nearest"] = Field(
+        "bicubic", description="Kernel used when fitting sizes.")
+
+
+class Stack(Processor):
+    """Put two streams side by side (or one over the other) for comparison.
+
+    Ports ``left`` (or top) and ``right`` (or bottom): ``(C, H, W)`` float32 in [0, 1], same index.
+    Output: one ``(3, H, W1 + W2)`` (or ``(3, H1 + H2, W)``) frame.
+    """
+
+    type_name = "compose.stack"
+    Params = StackParams
+    inputs = ("left", "right")
+
+    @staticmethod
+    def _sizes(p: StackParams, a: StreamInfo, b: StreamInfo) -> tuple[tuple[int, int], tuple[int, int]]:
+        if p.axis == "horizontal":
+            if a.height == b.height or p.fit == "none":
+                return (a.width, a.height), (b.width, b.height)
+            h = max(a.height, b.height)
+            return (round(a.width * h / a.height), h), (round(b.width * h / b.height), h)
+        if a.width == b.width or p.fit == "none":
+            return (a.width, a.height), (b.width, b.height)
+        w = max(a.width, b.width)
+        return (w, round(a.height * w / a.width)), (w, round(b.height * w / b.width))
+
+    @classmethod
+    def infer_stream(cls, params: StackParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        first = check_timing(inputs)
+        (aw, ah), (bw, bh) = cls._sizes(params, inputs["left"], inputs["right"])
+        if params.axis == "horizontal":
+            if ah != bh:
+                raise StreamError(f"heights differ ({ah} vs {bh}) and fit is none", param="fit")
+            return first.replace(width=aw + bw, height=ah, channels=3, kind="video")
+        if aw != bw:
+            raise StreamError(f"widths differ ({aw} vs {bw}) and fit is none", param="fit")
+        return first.replace(width=aw, height=ah + bh, channels=3, kind="video")
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        import torch
+
+        from diffusify.ops.resample import resize
+
+        (aw, ah), (bw, bh) = self._sizes(self.params, self.input_streams["left"], self.input_streams["right"])
+        a = resize(_rgb(frames["left"].data), ah, aw, self.params.method).clamp(0, 1)
+        b = resize(_rgb(frames["right"].data), bh, bw, self.params.method).clamp(0, 1)
+        return torch.cat([a, b], dim=2 if self.params.axis == "horizontal" else 1)
+
+
+class BlendParams(Params):
+    weight: float = Field(0.5, ge=0, le=1, description="Share of input b in the mix (0 = only a, 1 = only b).")
+
+
+class Blend(Processor):
+    """Weighted mix of two streams of the same size: ``(1 - weight) * a + weight * b``.
+
+    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
+    """
+
+    type_name = "compose.blend"
+    Params = BlendParams
+    inputs = ("a", "b")
+
+    @classmethod
+    def infer_stream(cls, params: BlendParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        check_size(inputs)
+        return check_timing(inputs)
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        a, b = frames["a"].data, frames["b"].data
+        return a.lerp(b.to(a.dtype), self.params.weight)
+
+
+class DiffParams(Params):
+    gain: float = Field(4.0, gt=0, le=100, description="Multiplier on the absolute difference, to make it visible.")
+
+
+class Diff(Processor):
+    """Absolute difference of two streams, amplified: ``min(1, gain * |a - b|)``.
+
+    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
+    """
+
+    type_name = "compose.diff"
+    Params = DiffParams
+    inputs = ("a", "b")
+
+    @classmethod
+    def infer_stream(cls, params: DiffParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        check_size(inputs)
+        return check_timing(inputs)
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        return ((frames["a"].data - frames["b"].data).abs_() * self.params.gain).clamp_(0, 1)
+
+
+class MaskCompositeParams(Params):
+    invert: bool = Field(False, description="Use 1 - mask.")
+
+
+class MaskComposite(Processor):
+    """Composite ``foreground`` over ``background`` where ``mask`` is 1.
+
+    Ports ``background``, ``foreground``: ``(3, H, W)`` float32; ``mask``: ``(1, H, W)`` float32 in [0, 1]
+    (a 3-channel mask uses its mean). All the same size and index. Output: ``(3, H, W)``.
+    """
+
+    type_name = "compose.mask"
+    Params = MaskCompositeParams
+    inputs = ("background", "foreground", "mask")
+
+    @classmethod
+    def infer_stream(cls, params: MaskCompositeParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        check_size(inputs)
+        return check_timing(inputs).replace(channels=3, kind="video")
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        m = frames["mask"].data
+        m = m.mean(0, keepdim=True) if m.shape[0] != 1 else m
+        if self.params.invert:
+            m = 1 - m
+        return _rgb(frames["background"].data).lerp(_rgb(frames["foreground"].data), m)

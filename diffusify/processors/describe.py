@@ -1,0 +1,64 @@
+"""Human and JSON documentation of a processor type, from its declarations."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from diffusify.processors.base import Processor
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    if inspect.isclass(annotation):
+        return annotation.__name__
+    return text.replace("NoneType", "None")
+
+
+def _params(cls: type[Processor]) -> list[dict[str, Any]]:
+    out = []
+    for name, f in cls.Params.model_fields.items():
+        if f.default_factory is not None:
+            default: Any = f.default_factory()  # type: ignore[call-arg]
+        else:
+            default = None if f.default is PydanticUndefined else f.default
+        out.append({"name": name, "type": _type_name(f.annotation), "required": f.is_required(),
+                    "default": default, "description": f.description or ""})
+    return out
+
+
+def describe_json(cls: type[Processor]) -> dict[str, Any]:
+    return {
+        "type": cls.type_name,
+        "summary": cls.summary(),
+        "doc": inspect.cleandoc(cls.__doc__ or ""),
+        "implemented": cls.implemented,
+        "kind": "source" if cls.is_source() else "sink" if cls.is_sink else "processor",
+        "ports": list(cls.inputs),
+        "temporal": cls.temporal.value,
+        "window": list(cls.window),
+        "replicable": cls.replicable(),
+        "resources": {"device": cls.resources.device, "max_replicas": cls.resources.max_replicas,
+                      "heavy": cls.resources.heavy},
+        "params": _params(cls),
+    }
+
+
+def describe(cls: type[Processor]) -> str:
+    d = describe_json(cls)
+    lines = [f"{d['type']}: {d['summary']}" + ("" if d["implemented"] else "  [not implemented yet]"), ""]
+    lines += ["  " + line for line in d["doc"].splitlines()[1:] if line.strip()] or []
+    ports = ", ".join(d["ports"]) or "none (source)"
+    lines += ["", f"kind: {d['kind']}", f"ports: {ports}",
+              f"temporal: {d['temporal']}" + (f" (window {d['window'][0]} before, {d['window'][1]} after)"
+                                               if d["temporal"] == "window" else ""),
+              f"replicable: {'yes' if d['replicable'] else 'no'}",
+              f"device: {d['resources']['device']}" + ("  (neural: worth a GPU)" if d["resources"]["heavy"] else ""),
+              "", "parameters:"]
+    for p in d["params"]:
+        req = "required" if p["required"] else f"default: {p['default']!r}"
+        lines.append(f"  {p['name']} ({p['type']}, {req})")
+        lines.append(f"      {p['description']}")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""Image sequences: ``image.read`` (PNG/TIFF sequence source) and ``image.write`` (PNG/TIFF sequence sink)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError, Temporal
+
+if TYPE_CHECKING:
+    from diffusify.runtime.frame import Frame
+
+
+def parse_fps(value: str | int | float) -> Fraction:
+    """``"30000/1001"``, ``"29.97"`` (snapped to 30000/1001) or ``25`` -> an exact Fraction."""
+    frac = Fraction(str(value))
+    for num, den in ((24000, 1001), (30000, 1001), (60000, 1001), (120000, 1001)):
+        if abs(float(frac) - num / den) < 0.006:
+            return Fraction(num, den)
+    return frac
+
+
+class ImageReadParams(Params):
+    path: str = Field(description="A folder of images, or a glob pattern such as frames/*.png.")
+    fps: str = Field("25", description="Frame rate of the sequence, e.g. 24, 30000/1001.")
+    start: int = Field(0, ge=0, description="First image to read (0-based, in sorted order).")
+    end: int | None = Field(None, ge=1, description="Stop before this image index; empty for all.")
+
+    @field_validator("fps", mode="before")
+    @classmethod
+    def _fps(cls, v: object) -> str:
+        try:
+            if parse_fps(v) <= 0:  # type: ignore[arg-type]
+                raise ValueError
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"must be a positive frame rate such as 24 or 30000/1001 (got {v!r})") from None
+        return str(v)
+
+
+class ImageRead(Processor):
+    """Read a PNG/TIFF image sequence (sorted by name) as RGB frames.
+
+    Output: ``(3, H, W)`` float32 in [0, 1] on the CPU; 16-bit images keep their precision; gray and RGBA are
+    converted to RGB. Every image must have the first image's size.
+    """
+
+    type_name = "image.read"
+    Params = ImageReadParams
+    inputs = ()
+    temporal = Temporal.ORDERED
+    resources = Resources(device="cpu", max_replicas=1)
+
+    @classmethod
+    def infer_stream(cls, params: ImageReadParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        from diffusify.io.errors import MediaError
+        from diffusify.io.images import probe_images
+
+        try:
+            stream = probe_images(params.path, fps=parse_fps(params.fps))
+        except MediaError as e:
+            raise StreamError(str(e), param="path") from None
+        total = stream.frames or 0
+        end = min(params.end, total) if params.end is not None else total
+        if params.start >= end:
+            raise StreamError(f"start ({params.start}) is past the last image ({end})", param="start")
+        frames = end - params.start
+        if ctx.max_frames is not None:
+            frames = min(frames, ctx.max_frames)
+        return stream.replace(frames=frames)
+
+    @classmethod
+    def paths(cls, params: ImageReadParams) -> tuple[list[str], list[str]]:
+        return [params.path], []
+
+    def setup(self) -> None:
+        from diffusify.io.images import ImageSequenceReader
+
+        frames = self.output_stream.frames if self.output_stream else None
+        self._reader = ImageSequenceReader(self.params.path, fps=parse_fps(self.params.fps), start=self.params.start,
+                                           end=None if frames is None else self.params.start + frames)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        for frame in self._reader:
+            if stop.is_set():
+                break
+            yield frame
+
+    def teardown(self) -> None:
+        reader = getattr(self, "_reader", None)
+        if reader is not None and hasattr(reader, "close"):
+            reader.close()
+
+
+class ImageWriteParams(Params):
+    path: str = Field(description="Output folder; files are named frame_000000.png and so on.")
+    format: Literal["png", "tiff"] = Field("png", description="Image format.")
+    bit_depth: Literal[8, 16] = Field(8, description="Bits per channel.")
+    overwrite: bool = Field(False, description="Write into a folder that already holds images.")
+
+
+class ImageWrite(Processor):
+    """Write frames as a PNG/TIFF sequence, 8 or 16 bits per channel.
+
+    Input: ``(C, H, W)`` float32 in [0, 1] on any device (1 channel is written as gray).
+    """
+
+    type_name = "image.write"
+    Params = ImageWriteParams
+    is_sink = True
+    temporal = Temporal.ORDERED
+    resources = Resources(device="cpu", max_replicas=1)
+
+    @classmethod
+    def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:
+        return [], [params.path]
+
+    def configure(self, *, overwrite: bool, **_: Any) -> None:
+        self._overwrite = overwrite or self.params.overwrite
+
+    def setup(self) -> None:
+        from diffusify.io.images import ImageSequenceWriter
+
+        self._writer = ImageSequenceWriter(self.params.path, bit_depth=self.params.bit_depth,
+                                           format=self.params.format,
+                                           overwrite=getattr(self, "_overwrite", self.params.overwrite))
+
+    def write(self, frame: Frame) -> None:
+        self._writer.write(frame)
+        self.frames_done += 1
+
+    def finish(self, *, aborted: bool) -> dict[str, Any]:
+        writer = getattr(self, "_writer", None)
+        if writer is None:
+            return {}
+        result = writer.close()
+        return {"path": self.params.path, "frames": getattr(result, "frames", self.frames_done)}

@@ -1,0 +1,80 @@
+"""Synthetic source: ``pattern`` (colour bars, gradients, moving shapes, noise) for tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from diffusify.graph.stream import ColorInfo, StreamInfo
+from diffusify.processors.base import Params, PlanContext, Processor, Resources, Temporal
+from diffusify.processors.image import parse_fps
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffusify.runtime.frame import Frame
+
+
+class PatternParams(Params):
+    kind: Literal["bars", "gradient", "moving", "noise"] = Field("moving", description="What to draw.")
+    width: int = Field(640, ge=2, le=16384, description="Frame width in pixels.")
+    height: int = Field(360, ge=2, le=16384, description="Frame height in pixels.")
+    fps: str = Field("25", description="Frame rate, e.g. 25 or 30000/1001.")
+    frames: int = Field(100, ge=1, description="Number of frames.")
+    seed: int = Field(0, description="Seed for the noise pattern.")
+
+
+class TestPattern(Processor):
+    """Generate a synthetic test pattern (bars, gradient, moving shapes or noise).
+
+    Output: ``(3, H, W)`` float32 in [0, 1] on the CPU, deterministic for a given seed.
+    """
+
+    type_name = "pattern"
+    Params = PatternParams
+    inputs = ()
+    temporal = Temporal.ORDERED
+    resources = Resources(device="cpu", max_replicas=1)
+
+    @classmethod
+    def infer_stream(cls, params: PatternParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        frames = params.frames if ctx.max_frames is None else min(params.frames, ctx.max_frames)
+        return StreamInfo(width=params.width, height=params.height, fps=parse_fps(params.fps), frames=frames,
+                          color=ColorInfo("bt709", "tv", "bt709", "bt709"))
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        from diffusify.runtime.frame import Frame
+
+        stream = self.output_stream
+        assert stream is not None and stream.frames is not None
+        for i in range(stream.frames):
+            if stop.is_set():
+                break
+            yield Frame(i, Fraction(i) / stream.fps, self._draw(i, stream.width, stream.height))
+
+    def _draw(self, i: int, w: int, h: int) -> torch.Tensor:
+        import torch
+
+        p = self.params
+        if p.kind == "bars":
+            colors = torch.tensor([[.75, .75, .75], [.75, .75, 0], [0, .75, .75], [0, .75, 0], [.75, 0, .75],
+                                   [.75, 0, 0], [0, 0, .75]])
+            idx = (torch.arange(w) * 7 // w).clamp(max=6)
+            return colors[idx].T.unsqueeze(1).expand(3, h, w).contiguous()
+        if p.kind == "noise":
+            g = torch.Generator().manual_seed(p.seed * 1_000_003 + i)
+            return torch.rand(3, h, w, generator=g)
+        y = torch.linspace(0, 1, h).view(h, 1).expand(h, w)
+        x = torch.linspace(0, 1, w).view(1, w).expand(h, w)
+        if p.kind == "gradient":
+            return torch.stack([x, y, (x + y) / 2])
+        t = i / max(float(self.output_stream.fps), 1.0)  # type: ignore[union-attr]
+        cx, cy = 0.5 + 0.35 * torch.tensor(t * 1.3).cos(), 0.5 + 0.35 * torch.tensor(t * 0.9).sin()
+        disc = (((x - cx) * w / h) ** 2 + (y - cy) ** 2 < 0.02).float()
+        base = torch.stack([x * 0.8, y * 0.6 + 0.2 * torch.sin(x * 20 + t * 3), 0.5 - 0.3 * x])
+        return (base * (1 - disc) + disc).clamp(0, 1)

@@ -1,0 +1,338 @@
+"""Neural restoration with spandrel: ``upscale.spandrel``, ``denoise.spandrel``, ``restore.spandrel``.
+
+Any model spandrel (and spandrel_extra_arches, when installed) loads from .pth/.safetensors/.ckpt: ESRGAN,
+Real-ESRGAN Compact, SPAN, SwinIR, DAT, SCUNet, face restorers... The model's scale and channels are read at plan
+time, so the stream info (and merge validation) knows the output size before a frame is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffusify.runtime.frame import Frame
+
+_LOAD_LOCK = threading.Lock()
+_META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
+
+
+class SpandrelParams(Params):
+    model: str = Field(description="Model file (.pth/.safetensors/.ckpt) or a name from weights/models.yaml.")
+    tile: Literal["auto", "none"] | int = Field(
+        "auto", description="Tile size in input pixels: auto (largest that fits free memory), none (whole frame), "
+                            "or a size >= 32.")
+    overlap: int = Field(16, ge=0, le=256, description="Context pixels each tile shares with its neighbours; "
+                                                       "overlaps are feather-blended.")
+    min_tile: int = Field(64, ge=32, le=4096, description="Smallest tile the out-of-memory backoff may reach.")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="auto: fp16 on CUDA where the model supports it, else fp32.")
+    channels_last: bool = Field(False, description="Use the channels-last memory format (faster on many GPUs).")
+    batch: int = Field(1, ge=1, le=64, description="Frames per model call.")
+    compile: bool = Field(False, description="torch.compile the model (slow first frames, faster after).")
+    border: int = Field(10, ge=0, le=128, description="Reflect-pad the frame by this much before the model and "
+                                                      "crop after (avoids dark or smeared borders).")
+
+    @field_validator("tile")
+    @classmethod
+    def _tile(cls, v: object) -> object:
+        if isinstance(v, int) and v < 32:
+            raise ValueError(f"must be auto, none, or >= 32 (got {v})")
+        return v
+
+
+def resolve_model(name: str) -> str:
+    """A file path for ``name``: the path itself, or the file of a manifest entry."""
+    if os.path.exists(name):
+        return name
+    try:
+        from diffusify.weights.manifest import resolve_file
+    except ImportError:
+        resolve_file = None
+    if resolve_file is not None:
+        found = resolve_file(name)
+        if found:
+            return found
+    raise StreamError(f"model not found: {name} (give a file path, or a name from `diffusify weights list`; "
+                      "`diffusify weights pull NAME` downloads one)", param="model")
+
+
+def _post_scale(path: str) -> float | None:
+    try:
+        from diffusify.weights.ncnn import read_post_scale
+    except ImportError:
+        return None
+    return read_post_scale(path)
+
+
+def model_meta(path: str) -> dict[str, Any]:
+    """Scale, channels, purpose and size needs of a model file (loaded once per file version, on the CPU)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime, st.st_size)
+    with _LOAD_LOCK:
+        if key not in _META_CACHE:
+            desc = load_descriptor(path, "cpu")
+            req = desc.size_requirements
+            _META_CACHE[key] = {
+                "architecture": desc.architecture.name,
+                "scale": desc.scale,
+                "post_scale": _post_scale(path),
+                "in_channels": desc.input_channels,
+                "out_channels": desc.output_channels,
+                "purpose": desc.purpose,
+                "multiple_of": req.multiple_of,
+                "minimum": req.minimum,
+                "square": req.square,
+                "supports_half": desc.supports_half,
+                "supports_bf16": desc.supports_bfloat16,
+                "params": sum(p.numel() for p in desc.model.parameters()),
+            }
+        return _META_CACHE[key]
+
+
+def load_descriptor(path: str, device: str) -> Any:
+    """Load an image model with spandrel (extra architectures when installed). Errors become StreamError."""
+    import spandrel
+
+    try:
+        import spandrel_extra_arches  # type: ignore[import-not-found]
+
+        if not getattr(load_descriptor, "_extra", False):
+            spandrel_extra_arches.install()
+            load_descriptor._extra = True  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    try:
+        desc = spandrel.ModelLoader(device=device).load_from_file(path)
+    except Exception as e:  # spandrel raises many kinds for unsupported files
+        raise StreamError(f"spandrel cannot load {path}: {e}", param="model") from e
+    if not isinstance(desc, spandrel.ImageModelDescriptor):
+        raise StreamError(f"{path} is a {type(desc).__name__} (e.g. inpainting); this node needs an image-to-image "
+                          "model", param="model")
+    return desc.eval()
+
+
+class OutOfMemory(Exception):
+    """The model ran out of device memory at the current tile size."""
+
+
+class SpandrelProcessor(Processor):
+    """Run a spandrel image model on every frame, tiled when needed.
+
+    Input: ``(C, H, W)`` float32 in [0, 1] (RGB; gray and alpha are handled per the model's channels).
+    Output: ``(C', H * s, W * s)`` float32 in [0, 1] on the node's device, ``s`` the model's effective scale.
+    """
+
+    Params = SpandrelParams
+    resources = Resources(device="gpu", heavy=True)
+    batchable = True
+
+    @classmethod
+    def infer_stream(cls, params: SpandrelParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        src = inputs["input"]
+        meta = model_meta(resolve_model(params.model))
+        scale = meta["scale"] * (meta["post_scale"] or 1)
+        width, height = round(src.width * scale), round(src.height * scale)
+        channels = 3 if meta["out_channels"] == 3 else (1 if meta["out_channels"] == 1 else meta["out_channels"])
+        return src.replace(width=width, height=height, channels=channels)
+
+    @classmethod
+    def memory_estimate(cls, params: SpandrelParams, inputs: Mapping[str, StreamInfo],
+                        output: StreamInfo | None) -> int:
+        meta = model_meta(resolve_model(params.model))
+        return meta["params"] * 4
+
+    @classmethod
+    def paths(cls, params: SpandrelParams) -> tuple[list[str], list[str]]:
+        return [], []
+
+    def setup(self) -> None:
+        import torch
+
+        p = self.params
+        self.model_path = resolve_model(p.model)
+        self.meta = model_meta(self.model_path)
+        desc = load_descriptor(self.model_path, "cpu")
+        dev = self._torch_device()
+        self.dtype = self._pick_dtype(desc, dev)
+        desc.to(dev)
+        if self.dtype != torch.float32:
+            desc.to(self.dtype)
+        self.desc = desc
+        self.net = desc.model
+        if p.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if p.compile:
+            self.net = torch.compile(self.net)
+        self.tile: int | None = None if p.tile == "none" else (p.tile if isinstance(p.tile, int) else None)
+        if p.tile == "auto":
+            self.tile = self._auto_tile()
+        if p.compile:
+            self._warm_up()
+
+    def _pick_dtype(self, desc: Any, dev: torch.device) -> torch.dtype:
+        import torch
+
+        want = self.params.precision
+        if want == "auto":
+            want = "fp16" if dev.type == "cuda" and desc.supports_half else "fp32"
+        if want == "fp16" and not desc.supports_half:
+            raise StreamError(f"{desc.architecture.name} does not support fp16; use precision: fp32 or bf16",
+                              param="precision")
+        if want == "bf16" and not desc.supports_bfloat16:
+            raise StreamError(f"{desc.architecture.name} does not support bf16; use precision: fp32",
+                              param="precision")
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[want]
+
+    def _auto_tile(self) -> int | None:
+        """Largest tile that fits the device's free memory, from a measured memory-per-pixel figure. On the CPU
+        whole frames are used up to 4 megapixels."""
+        import torch
+
+        src = self.input_streams["input"]
+        dev = self._torch_device()
+        if dev.type != "cuda":
+            return None if src.width * src.height <= 4_000_000 else 1024
+        probe = 128
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        x = torch.rand(1, self.meta["in_channels"], probe, probe, device=dev, dtype=self.dtype)
+        with torch.inference_mode():
+            self._run_model(x)
+        per_px = max(1.0, (torch.cuda.max_memory_allocated(dev) - base) / (probe * probe))
+        free, _ = torch.cuda.mem_get_info(dev)
+        side = int((free * 0.6 / per_px) ** 0.5)
+        if side >= max(src.width, src.height) + 2 * self.params.border:
+            return None
+        return max(self.params.min_tile, side // 32 * 32)
+
+    def _warm_up(self) -> None:
+        import torch
+
+        src = self.input_streams["input"]
+        x = torch.rand(self.params.batch, self.meta["in_channels"], min(src.height, self.tile or src.height),
+                       min(src.width, self.tile or src.width), device=self._torch_device())
+        with torch.inference_mode():
+            self._infer(x)
+
+    # The single place the network is called: tests inject out-of-memory errors here.
+    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        try:
+            return self.net(x)
+        except torch.OutOfMemoryError as e:
+            raise OutOfMemory(str(e)) from e
+
+    def _model_tile(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        from diffusify.ops.padding import crop_padding, pad_to
+
+        m = self.meta
+        x, pads = pad_to(x, multiple_of=m["multiple_of"], minimum=m["minimum"], square=m["square"])
+        x = x.to(self.dtype)
+        if self.params.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self._run_model(x)
+        return crop_padding(y, pads, m["scale"]).float()
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` in [0, 1] -> model output, with border padding, tiling and out-of-memory backoff."""
+        import torch
+        import torch.nn.functional as F
+
+        from diffusify.ops.padding import crop_padding, pad_to
+        from diffusify.ops.tiling import tiled
+
+        m = self.meta
+        x, pads = pad_to(x, border=self.params.border)
+        while True:
+            try:
+                if self.tile is None:
+                    y = self._model_tile(x)
+                else:
+                    y = tiled(self._model_tile, x, tile=self.tile, overlap=self.params.overlap, scale=m["scale"])
+                break
+            except OutOfMemory:
+                if self._torch_device().type == "cuda":
+                    torch.cuda.empty_cache()
+                current = self.tile or max(x.shape[-2:])
+                smaller = max(self.params.min_tile, current // 2)
+                if current <= self.params.min_tile:
+                    raise
+                self.tile = smaller
+                self.tile_backoffs = getattr(self, "tile_backoffs", 0) + 1
+        y = crop_padding(y, pads, m["scale"])
+        if m["post_scale"]:
+            out = self.output_stream
+            assert out is not None
+            y = F.interpolate(y, size=(out.height, out.width), mode="bicubic", align_corners=False, antialias=True)
+        return y.clamp_(0, 1)
+
+    def _adapt_channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Match the model's input channels; returns the tensor and an alpha plane to re-attach (or None)."""
+        want = self.meta["in_channels"]
+        alpha = None
+        if x.shape[1] == 4 and want == 3:
+            alpha, x = x[:, 3:], x[:, :3]
+        if x.shape[1] == want:
+            return x, alpha
+        if want == 1:
+            return (0.2126 * x[:, :1] + 0.7152 * x[:, 1:2] + 0.0722 * x[:, 2:3]), alpha
+        if x.shape[1] == 1 and want == 3:
+            return x.expand(-1, 3, -1, -1), alpha
+        raise ValueError(f"the model takes {want} channels, the frame has {x.shape[1]}")
+
+    def _process_batch(self, batch: Sequence[Mapping[str, Frame]]) -> list[torch.Tensor]:
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.stack([f["input"].data for f in batch])
+        x, alpha = self._adapt_channels(x)
+        y = self._infer(x)
+        if alpha is not None:
+            y = torch.cat([y, F.interpolate(alpha, size=y.shape[-2:], mode="bilinear", align_corners=False)], 1)
+        return list(y.unbind(0))
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        return self._process_batch([frames])[0]
+
+
+class UpscaleSpandrel(SpandrelProcessor):
+    """Upscale with a spandrel super-resolution model (ESRGAN, Real-ESRGAN Compact, SPAN, SwinIR, DAT...).
+
+    Input: ``(C, H, W)`` float32 in [0, 1]. Output: ``(C, H * s, W * s)`` float32 in [0, 1], ``s`` the model's
+    scale (times a carried post-scale for converted models such as animevideov3 x2).
+    """
+
+    type_name = "upscale.spandrel"
+
+
+class DenoiseSpandrel(SpandrelProcessor):
+    """Denoise with a spandrel restoration model (SCUNet, 1x ESRGAN denoisers...).
+
+    Input and output: ``(C, H, W)`` float32 in [0, 1] (a 1x model keeps the size).
+    """
+
+    type_name = "denoise.spandrel"
+
+
+class RestoreSpandrel(SpandrelProcessor):
+    """Artifact removal or face restoration with any spandrel model.
+
+    Input: ``(C, H, W)`` float32 in [0, 1]. Output: the model's output size, float32 in [0, 1].
+    """
+
+    type_name = "restore.spandrel"

@@ -1,0 +1,375 @@
+"""The streaming runtime: one thread per node replica, bounded queues on every edge, first error wins.
+
+Frames flow from sources to sinks through :class:`~diffusify.runtime.queues.EdgeQueue` objects owned by the
+consumer (one per input port). A fan-out puts the same frame object in each consumer's queue (no copy). Merges
+read one frame from each port and check that the indices agree. Replicas of a frame-parallel node share the
+node's input queues; a reorder buffer restores frame order before their output moves on.
+
+Stopping: :meth:`Engine.stop` (first SIGINT/SIGTERM) makes sources stop reading; the frames in flight drain
+and every output is finalised. :meth:`Engine.abort` (an error, or a second signal) cancels every queue, which
+wakes every blocked thread; sinks finalise what they have.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffusify.errors import Interrupted, PipelineError
+from diffusify.processors.base import Processor
+from diffusify.runtime.events import Hook
+from diffusify.runtime.frame import Frame
+from diffusify.runtime.plan import NodePlan, Plan
+from diffusify.runtime.queues import END, Cancelled, EdgeQueue
+
+JOIN_TIMEOUT = 2.0
+
+
+@dataclass
+class NodeState:
+    """Runtime state of one node, printable for the progress display."""
+
+    plan: NodePlan
+    processors: list[Processor]
+    queues: dict[str, EdgeQueue]
+    frames_out: int = 0
+    finished_replicas: int = 0
+    read_lock: threading.Lock = field(default_factory=threading.Lock)
+    emit_lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: dict[int, Frame] = field(default_factory=dict)
+    next_index: int = 0
+    source_busy: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    last_frame: int | None = None
+
+    @property
+    def busy(self) -> float:
+        return self.source_busy + sum(p.busy_seconds for p in self.processors)
+
+    def __str__(self) -> str:
+        q = ", ".join(f"{p}:{q.fill()[0]}/{q.max_frames}" for p, q in self.queues.items())
+        return f"{self.plan.id}: {self.frames_out} out, busy {self.busy:.1f}s, queues [{q}]"
+
+
+class Engine:
+    """Runs a :class:`Plan`. Create one per run."""
+
+    def __init__(self, plan: Plan, *, hooks: Iterable[Hook] = (), handle_signals: bool = True,
+                 progress_interval: float = 1.0):
+        self.plan = plan
+        self.hooks = list(hooks)
+        self.handle_signals = handle_signals
+        self.progress_interval = progress_interval
+        self.stop_event = threading.Event()
+        self.abort_event = threading.Event()
+        self._error_lock = threading.Lock()
+        self.error: tuple[BaseException, str, str, int | None] | None = None
+        self.signals = 0
+        self.states: dict[str, NodeState] = {}
+        for nid in plan.order:
+            n = plan.nodes[nid]
+            procs = [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d) for d in n.devices]
+            queues = {port: EdgeQueue(f"{ref}->{nid}.{port}", max_frames=n.queue.frames, max_bytes=n.queue.bytes)
+                      for port, ref in n.inputs.items()}
+            self.states[nid] = NodeState(n, procs, queues)
+
+    # ---- events ----------------------------------------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        for hook in self.hooks:
+            try:
+                hook(event=event, **fields)
+            except Exception as e:  # a broken hook must not break the run
+                print(f"diffusify: hook {hook!r} failed: {e}", file=sys.stderr)
+
+    # ---- control ---------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop reading; drain what is in flight; finalise outputs."""
+        self.stop_event.set()
+
+    def abort(self) -> None:
+        """Stop now: wake every blocked thread; sinks finalise what they have."""
+        self.stop_event.set()
+        self.abort_event.set()
+        for st in self.states.values():
+            for q in st.queues.values():
+                q.cancel()
+
+    def _fail(self, exc: BaseException, st: NodeState, frame: int | None) -> None:
+        with self._error_lock:
+            if self.error is None:
+                self.error = (exc, st.plan.id, st.plan.cls.type_name, frame)
+        self.abort()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.stop()
+            self.emit("interrupted", message="stopping: finishing the frames in flight and closing outputs "
+                      "(press Ctrl-C again to stop at once)", signal=signal.Signals(signum).name)
+        else:
+            self.abort()
+
+    # ---- data flow -------------------------------------------------------------------------------------------
+    def _push(self, st: NodeState, frame: Frame) -> None:
+        for consumer, port in st.plan.consumers:
+            self.states[consumer].queues[port].put(frame)
+        st.frames_out += 1
+        st.last_frame = frame.index
+
+    def _deliver(self, st: NodeState, frame: Frame) -> None:
+        if st.plan.replicas == 1:
+            self._push(st, frame)
+            return
+        with st.emit_lock:
+            st.pending[frame.index] = frame
+            while st.next_index in st.pending:
+                self._push(st, st.pending.pop(st.next_index))
+                st.next_index += 1
+
+    def _end(self, st: NodeState) -> None:
+        for consumer, port in st.plan.consumers:
+            self.states[consumer].queues[port].put(END)
+
+    def _take(self, st: NodeState, count: int) -> list[dict[str, Frame]]:
+        """Up to ``count`` frame sets (one frame per port, same index); [] at the end of the stream."""
+        out: list[dict[str, Frame]] = []
+        with st.read_lock:
+            while len(out) < count:
+                got: dict[str, Any] = {port: q.get() for port, q in st.queues.items()}
+                ended = [p for p, item in got.items() if item is END]
+                if ended:
+                    if len(ended) != len(got):
+                        live = [p for p in got if p not in ended]
+                        idx = got[live[0]].index
+                        raise PipelineError(f"input '{ended[0]}' ended at frame {idx} while '{live[0]}' goes on "
+                                            "(merged streams must have the same frame count)")
+                    break
+                indices = {f.index for f in got.values()}
+                if len(indices) > 1:
+                    raise PipelineError(f"inputs are out of step: frames {sorted(indices)} arrived together")
+                out.append(got)
+        return out
+
+    # ---- workers ---------------------------------------------------------------------------------------------
+    def _source(self, st: NodeState) -> None:
+        proc = st.processors[0]
+        frame_no: int | None = None
+        try:
+            proc.setup()
+            it = iter(proc.frames(self.stop_event))
+            while not self.stop_event.is_set():
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                st.source_busy += time.perf_counter() - t0
+                if frame is None:
+                    break
+                frame_no = frame.index
+                self._push(st, frame)
+            self._end(st)
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001 - any failure stops the run and is reported
+            self._fail(e, st, frame_no)
+        finally:
+            self._teardown(st, proc)
+
+    def _filter(self, st: NodeState, replica: int) -> None:
+        proc = st.processors[replica]
+        batch_size = getattr(proc.params, "batch", 1) if hasattr(proc, "_process_batch") else 1
+        batch: list[dict[str, Frame]] = []
+        try:
+            proc.setup()
+            while True:
+                batch = self._take(st, batch_size)
+                if not batch:
+                    break
+                for out in proc.process_batch(batch):
+                    self._deliver(st, out)
+                batch = []
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e, st, batch[0][next(iter(batch[0]))].index if batch else None)
+        finally:
+            self._teardown(st, proc)
+            with st.emit_lock:
+                st.finished_replicas += 1
+                last = st.finished_replicas == len(st.processors)
+            if last and not self.abort_event.is_set():
+                try:
+                    self._end(st)
+                except Cancelled:
+                    pass
+
+    def _sink(self, st: NodeState) -> None:
+        proc = st.processors[0]
+        frame_no: int | None = None
+        try:
+            configure = getattr(proc, "configure", None)
+            if configure is not None:
+                configure(**st.plan.options)
+            proc.setup()
+            q = st.queues["input"]
+            while True:
+                item = q.get()
+                if item is END:
+                    break
+                frame_no = item.index
+                t0 = time.perf_counter()
+                proc.write(item)
+                proc.busy_seconds += time.perf_counter() - t0
+                st.frames_out += 1
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e, st, frame_no)
+        finally:
+            try:
+                st.result = proc.finish(aborted=self.abort_event.is_set()) or {}
+            except BaseException as e:  # noqa: BLE001
+                self._fail(e, st, None)
+            self._teardown(st, proc)
+
+    def _teardown(self, st: NodeState, proc: Processor) -> None:
+        try:
+            proc.teardown()
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e, st, None)
+
+    # ---- the run ---------------------------------------------------------------------------------------------
+    def _progress(self, started: float) -> dict[str, Any]:
+        elapsed = time.monotonic() - started
+        sinks = [st for st in self.states.values() if st.plan.cls.is_sink]
+        done = min((st.frames_out for st in sinks), default=0)
+        total = self.plan.total_frames
+        fps = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / fps if total and fps > 0 else None
+        nodes = []
+        for st in self.states.values():
+            fill = sum(q.fill()[0] for q in st.queues.values())
+            cap = sum(q.max_frames for q in st.queues.values())
+            nodes.append({"id": st.plan.id, "frames": st.frames_out, "fps": st.frames_out / elapsed if elapsed else 0.0,
+                          "busy": min(1.0, st.busy / (elapsed * st.plan.replicas)) if elapsed else 0.0,
+                          "queue_frames": fill, "queue_capacity": cap,
+                          "queue_bytes": sum(q.fill()[1] for q in st.queues.values())})
+        return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end. Returns the summary; raises PipelineError or Interrupted."""
+        old_handlers: dict[int, Any] = {}
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, self._on_signal)
+        started = time.monotonic()
+        self.emit("start", **self.plan.to_json())
+        threads: list[threading.Thread] = []
+        for st in self.states.values():
+            cls = st.plan.cls
+            if cls.is_source():
+                targets = [(self._source, (st,))]
+            elif cls.is_sink:
+                targets = [(self._sink, (st,))]
+            else:
+                targets = [(self._filter, (st, i)) for i in range(st.plan.replicas)]
+            for i, (fn, args) in enumerate(targets):
+                t = threading.Thread(target=fn, args=args, name=f"diffusify:{st.plan.id}:{i}", daemon=True)
+                threads.append(t)
+        try:
+            for t in threads:
+                t.start()
+            last = time.monotonic()
+            abort_seen: float | None = None
+            while True:
+                alive = [t for t in threads if t.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(timeout=0.1)
+                now = time.monotonic()
+                if now - last >= self.progress_interval:
+                    last = now
+                    self.emit("progress", **self._progress(started))
+                if self.abort_event.is_set():
+                    abort_seen = abort_seen or now
+                    # a worker stuck in a long kernel cannot be interrupted; once the sinks have finalised
+                    # their outputs, stop waiting for it (threads are daemons)
+                    if now - abort_seen > JOIN_TIMEOUT and not any(self._is_sink_thread(t) for t in alive):
+                        break
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        summary = self._summary(started)
+        for st in self.states.values():
+            self.emit("node_finished", node=st.plan.id, type=st.plan.cls.type_name, frames=st.frames_out,
+                      busy_seconds=round(st.busy, 3))
+        for st in self.states.values():
+            for w in st.result.get("warnings", []):
+                self.emit("warning", message=f"{st.plan.id}: {w}", node=st.plan.id)
+        if self.error is not None:
+            exc, node, typ, frame = self.error
+            err = exc if isinstance(exc, PipelineError) and exc.node else None
+            message = err.detail if err else (str(exc) or type(exc).__name__)
+            if not isinstance(exc, (PipelineError,)) and type(exc).__module__.split(".")[0] not in ("diffusify",):
+                message = f"{type(exc).__name__}: {message}"
+            error = PipelineError(message.splitlines()[0] if message else "failed", node=node, node_type=typ,
+                                  frame=frame)
+            error.summary = summary  # type: ignore[attr-defined]
+            self.emit("error", message=str(error), node=node, type=typ, frame=frame, summary=summary)
+            raise error from exc
+        if self.signals:
+            written = ", ".join(f"{o['frames']} frames to {o['path']}" for o in summary["outputs"]) or "nothing"
+            intr = Interrupted(f"interrupted: wrote {written}")
+            intr.summary = summary  # type: ignore[attr-defined]
+            self.emit("interrupted", message=str(intr), summary=summary)
+            raise intr
+        self.emit("finished", summary=summary)
+        return summary
+
+    def _is_sink_thread(self, t: threading.Thread) -> bool:
+        nid = t.name.split(":")[1]
+        return self.states[nid].plan.cls.is_sink
+
+    def _summary(self, started: float) -> dict[str, Any]:
+        wall = time.monotonic() - started
+        sinks = [st for st in self.states.values() if st.plan.cls.is_sink]
+        frames = min((st.frames_out for st in sinks), default=0)
+        nodes = []
+        for st in self.states.values():
+            share = min(1.0, st.busy / (wall * st.plan.replicas)) if wall > 0 else 0.0
+            nodes.append({"id": st.plan.id, "type": st.plan.cls.type_name, "frames": st.frames_out,
+                          "busy_seconds": round(st.busy, 3), "busy_share": round(share, 3),
+                          "replicas": st.plan.replicas, "devices": st.plan.devices})
+        bottleneck = max(nodes, key=lambda n: n["busy_share"])["id"] if nodes else None
+        return {
+            "name": self.plan.recipe.name,
+            "frames": frames,
+            "wall_seconds": round(wall, 3),
+            "fps": round(frames / wall, 3) if wall > 0 else 0.0,
+            "peak_ram_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_gpu_bytes": _peak_gpu(),
+            "nodes": nodes,
+            "bottleneck": bottleneck,
+            "outputs": [{"node": st.plan.id, "path": st.result.get("path"), "frames": st.result.get("frames",
+                                                                                                st.frames_out)}
+                        for st in sinks if st.result],
+        }
+
+
+def _peak_gpu() -> dict[str, int]:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {f"cuda:{i}": int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count())}
+
+
+def run_plan(plan: Plan, *, hooks: Iterable[Hook] = (), handle_signals: bool = True) -> dict[str, Any]:
+    """Run a plan to the end; see :class:`Engine`."""
+    return Engine(plan, hooks=hooks, handle_signals=handle_signals).run()
+
+
+__all__ = ["Engine", "NodeState", "run_plan"]

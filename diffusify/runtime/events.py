@@ -1,0 +1,107 @@
+"""Run events and hooks: JSON lines for programs, a progress display for people.
+
+A hook is any callable taking keyword arguments only: ``hook(event="progress", **fields)``. Hooks must accept
+``**future_fields``: new fields are added to events without notice, never removed or renamed.
+
+Events: ``start`` (plan), ``progress`` (about once a second), ``warning``, ``node_finished``, ``finished``
+(summary), ``error``, ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+Hook = Callable[..., None]
+
+
+class JsonEvents:
+    """Writes one JSON object per line: ``{"event": ..., "time": ..., ...fields}``."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def __call__(self, *, event: str, **fields: Any) -> None:
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        with self._lock:
+            self.stream.write(json.dumps(record, default=str) + "\n")
+            self.stream.flush()
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class ProgressDisplay:
+    """A compact progress display on stderr: overall frames, fps and ETA, then per node its throughput and
+    input-queue fill. Redraws in place on a terminal; prints a line every few seconds otherwise."""
+
+    def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.quiet = quiet
+        self._last_plain = 0.0
+        self._drawn = 0
+
+    def _write(self, lines: list[str]) -> None:
+        if self.tty:
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+            self._drawn = len(lines)
+        else:
+            self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+
+    def __call__(self, *, event: str, **f: Any) -> None:
+        if self.quiet:
+            return
+        if event == "start":
+            self._write([f"running {f['name']}: {f['total_frames'] or '?'} frames through {len(f['nodes'])} nodes"])
+            self._drawn = 0
+        elif event == "progress":
+            now = time.monotonic()
+            if not self.tty and now - self._last_plain < 5:
+                return
+            self._last_plain = now
+            total = f.get("total_frames")
+            pct = f" ({100 * f['frames'] / total:.0f}%)" if total else ""
+            head = (f"{f['frames']}/{total or '?'} frames{pct}  {f['fps']:.1f} fps  "
+                    f"ETA {_eta(f.get('eta'))}  elapsed {_eta(f['elapsed'])}")
+            nodes = [f"  {n['id']:<12} {n['fps']:6.1f} fps  busy {100 * n['busy']:3.0f}%  queue "
+                     f"{n['queue_frames']}/{n['queue_capacity']}" for n in f["nodes"]]
+            self._write([head, *nodes] if self.tty else [head])
+        elif event == "warning":
+            self._drawn = 0
+            self.stream.write(f"warning: {f['message']}\n")
+        elif event == "finished":
+            self._drawn = 0
+            for line in format_summary(f["summary"]):
+                self.stream.write(line + "\n")
+        elif event == "interrupted":
+            self._drawn = 0
+            self.stream.write(f"{f['message']}\n")
+        self.stream.flush()
+
+
+def format_summary(s: dict[str, Any]) -> list[str]:
+    """Human-readable lines of a run summary."""
+    lines = [f"done: {s['frames']} frames in {s['wall_seconds']:.2f} s ({s['fps']:.2f} fps), "
+             f"peak RAM {s['peak_ram_bytes'] / 2**20:.0f} MiB"]
+    for dev, peak in (s.get("peak_gpu_bytes") or {}).items():
+        lines.append(f"  peak GPU memory on {dev}: {peak / 2**20:.0f} MiB")
+    for n in s["nodes"]:
+        lines.append(f"  {n['id']:<12} {n['type']:<18} {n['frames']:>6} frames  busy {100 * n['busy_share']:5.1f}%"
+                     f"  x{n['replicas']} on {','.join(n['devices'])}")
+    if s.get("bottleneck"):
+        lines.append(f"  bottleneck: {s['bottleneck']}")
+    for out in s.get("outputs", []):
+        lines.append(f"  wrote {out['path']} ({out['frames']} frames)")
+    return lines

@@ -1,0 +1,549 @@
+"""Validate a recipe: structure, parameters, references, the graph and the streams, all problems at once.
+
+Every user mistake becomes a :class:`~diffusify.spec.problems.Problem` with the file, line and column of the
+offending key or value; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.processors.base import PlanContext, Processor
+from diffusify.processors.registry import Registry, default_registry
+from diffusify.spec.problems import Problem, did_you_mean, sort_problems
+from diffusify.spec.recipe import (
+    NODE_KEYS,
+    QUEUE_KEYS,
+    RECIPE_VERSION,
+    TOP_LEVEL_KEYS,
+    NodeSpec,
+    QueueBudget,
+    Recipe,
+)
+from diffusify.spec.yamlpos import Path, Positions, dotted, load_yaml
+
+_PARAM_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+CLI_FILE = "<command line>"
+
+
+@dataclass
+class Validated:
+    """The outcome of validation.
+
+    Attributes:
+        recipe: the resolved recipe, None when an error prevents building it.
+        problems: every problem found (errors and warnings), sorted.
+        streams: node id -> output stream (None for sinks and where an error upstream hides it).
+        input_streams: node id -> port -> stream.
+        order: node ids in topological order (empty when the graph has a cycle).
+    """
+
+    recipe: Recipe | None
+    problems: list[Problem]
+    streams: dict[str, StreamInfo | None] = field(default_factory=dict)
+    input_streams: dict[str, dict[str, StreamInfo]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def parse_size(value: Any) -> int | None:
+    """``"512MB"``, ``"2GiB"``, ``1000000`` -> bytes; None when unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        return None
+    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    return int(float(m.group(1)) * mult) or None
+
+
+def coerce_override(raw: str, default: Any) -> Any:
+    """Type a ``--set`` value by the param's default. Raises ValueError with what was expected."""
+    if isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if default is None:
+        data, _, issues = load_yaml(raw)
+        return raw if issues or isinstance(data, (dict, list)) else (raw if data is None else data)
+    return raw
+
+
+class _Checker:
+    def __init__(self, file: str, pos: Positions):
+        self.file = file
+        self.pos = pos
+        self.problems: list[Problem] = []
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        line, col = self.pos.of(path, key=key)
+        self.problems.append(Problem(self.file, line, col, dotted(path), message))
+
+    def warn(self, path: Path, message: str, *, key: bool = False) -> None:
+        line, col = self.pos.of(path, key=key)
+        self.problems.append(Problem(self.file, line, col, dotted(path), message, "warning"))
+
+
+def _pydantic_message(err: Mapping[str, Any], known: list[str]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown parameter '{loc[-1]}'{did_you_mean(str(loc[-1]), known)}"
+    if kind == "missing":
+        return "required parameter is missing"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values())) if ctx else "?"
+        return f"must be {bounds[kind]} {limit} (got {got!r})"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "?"))
+        choices = re.findall(r"'([^']*)'", expected)
+        return f"must be one of {expected} (got {got!r}){did_you_mean(str(got), choices)}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx.get('multiple_of')} (got {got!r})"
+    if kind == "string_pattern_mismatch":
+        return f"has an invalid form (got {got!r})"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        what = kind.split("_")[0]
+        names = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+                 "list": "a list", "dict": "a mapping"}
+        return f"must be {names.get(what, what)} (got {got!r})"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return msg[:1].lower() + msg[1:]
+
+
+class RecipeValidator:
+    """Validates one recipe text. Use :func:`validate_text` / :func:`validate_file`."""
+
+    def __init__(self, text: str, file: str, *, registry: Registry | None = None,
+                 overrides: Mapping[str, str] | None = None, devices: list[str] | None = None,
+                 max_frames: int | None = None, check_streams: bool = True):
+        self.text = text
+        self.file = file
+        self.registry = registry or default_registry()
+        self.overrides = dict(overrides or {})
+        self.cli_devices = devices
+        self.max_frames = max_frames
+        self.check_streams = check_streams
+        self.referenced: set[str] = set()
+
+    # ---- top level -------------------------------------------------------------------------------------------
+    def run(self) -> Validated:
+        data, pos, issues = load_yaml(self.text)
+        c = self.c = _Checker(self.file, pos)
+        for issue in issues:
+            c.problems.append(Problem(self.file, issue.line, issue.col, dotted(issue.path), issue.message))
+        if data is None:
+            if not issues:
+                c.error((), "the file is empty; a recipe needs at least 'version' and 'nodes'")
+            return Validated(None, sort_problems(c.problems))
+        if not isinstance(data, dict):
+            c.error((), f"a recipe is a mapping of keys (version, nodes, ...), got a {type(data).__name__}")
+            return Validated(None, sort_problems(c.problems))
+
+        for key in data:
+            if key not in TOP_LEVEL_KEYS:
+                c.error((key,), f"unknown top-level key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}", key=True)
+        version = data.get("version")
+        if "version" not in data:
+            c.error((), f"missing 'version' (add 'version: {RECIPE_VERSION}')")
+        elif version != RECIPE_VERSION or isinstance(version, bool):
+            c.error(("version",), f"unsupported version {version!r}; this engine reads version {RECIPE_VERSION}")
+        for key in ("name", "description"):
+            if key in data and not isinstance(data[key], str):
+                c.error((key,), f"must be a string (got {data[key]!r})")
+
+        params = self._params(data.get("params"))
+        resolved = self._interpolate(data, params)
+        devices = self._devices(resolved.get("devices"), ("devices",)) if "devices" in resolved else []
+        if self.cli_devices:
+            for d in self.cli_devices:
+                if not _DEVICE_RE.match(d):
+                    c.problems.append(Problem(CLI_FILE, 0, 0, "--device",
+                                              f"bad device '{d}': use auto, cpu, cuda, cuda:N or mps"))
+            devices = list(self.cli_devices)
+        queue = self._queue(resolved.get("queue"), ("queue",)) if "queue" in resolved else QueueBudget()
+
+        nodes_raw = resolved.get("nodes")
+        if "nodes" not in data:
+            c.error((), "missing 'nodes': a recipe needs at least a source and a writer")
+            nodes_raw = {}
+        elif not isinstance(nodes_raw, dict) or not nodes_raw:
+            c.error(("nodes",), "must be a mapping of node ids to nodes, with at least a source and a writer")
+            nodes_raw = {}
+
+        nodes: dict[str, NodeSpec] = {}
+        classes: dict[str, type[Processor]] = {}
+        for node_id, raw in nodes_raw.items():
+            spec = self._node(str(node_id), raw, list(nodes_raw))
+            if spec is not None:
+                nodes[spec.id] = spec
+                classes[spec.id] = self.registry.get(spec.type)
+
+        recipe = Recipe(
+            path=self.file,
+            name=str(data.get("name") or os.path.splitext(os.path.basename(self.file))[0]),
+            description=str(data.get("description") or ""),
+            params=params,
+            nodes=nodes,
+            devices=devices,
+            queue=queue,
+        )
+        result = Validated(recipe, [])
+        from diffusify.graph.build import check_graph
+
+        all_ids = [str(k) for k in nodes_raw]
+        result.order = check_graph(recipe, classes, all_ids, c, self.referenced)
+        self._paths(recipe, classes)
+        if self.check_streams and result.order:
+            self._streams(recipe, classes, result)
+        result.problems = sort_problems(c.problems)
+        if result.errors:
+            result.recipe = recipe  # kept for `graph` output, but callers must check `ok`
+        return result
+
+    # ---- params and interpolation ----------------------------------------------------------------------------
+    def _params(self, raw: Any) -> dict[str, Any]:
+        c = self.c
+        params: dict[str, Any] = {}
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            c.error(("params",), "must be a mapping of parameter names to default values")
+            raw = {}
+        for name, value in raw.items():
+            if not isinstance(name, str) or not _NAME_RE.match(name):
+                c.error(("params", name), f"bad parameter name '{name}': use letters, digits, '_' or '-'", key=True)
+                continue
+            if isinstance(value, (dict, list)):
+                c.error(("params", name), "a parameter default must be a scalar (string, number, true/false)")
+                continue
+            params[name] = value
+        for name, text in self.overrides.items():
+            if name not in params:
+                flag = {"input": "-i", "output": "-o"}.get(name, f"--set {name}=...")
+                self.c.problems.append(Problem(
+                    CLI_FILE, 0, 0, flag,
+                    f"the recipe has no parameter '{name}'{did_you_mean(name, params)}"
+                    + (f" (declare '{name}:' under params)" if name in ("input", "output") else "")))
+                continue
+            try:
+                params[name] = coerce_override(text, params[name])
+            except ValueError as e:
+                self.c.problems.append(Problem(CLI_FILE, 0, 0, f"--set {name}",
+                                               f"{e} (the default is {params[name]!r}), got {text!r}"))
+        return params
+
+    def _interpolate(self, data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        def sub(value: Any, path: Path) -> Any:
+            if isinstance(value, dict):
+                return {k: sub(v, path + (k,)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [sub(v, path + (i,)) for i, v in enumerate(value)]
+            if not isinstance(value, str) or "$" not in value:
+                return value
+            whole = re.fullmatch(r"\$\{([^}]*)\}", value)
+            if whole and whole.group(1) in params:
+                return params[whole.group(1)]
+
+            def one(m: re.Match[str]) -> str:
+                if m.group(0) == "$${":
+                    return "${"
+                name = m.group(1)
+                if name not in params:
+                    self.c.error(path, f"undefined parameter '${{{name}}}'{did_you_mean(name, params)}"
+                                 " (declare it under params)")
+                    return m.group(0)
+                return "" if params[name] is None else str(params[name])
+
+            return _PARAM_RE.sub(one, value)
+
+        return {k: (v if k == "params" else sub(v, (k,))) for k, v in data.items()}
+
+    # ---- small sections --------------------------------------------------------------------------------------
+    def _devices(self, raw: Any, path: Path) -> list[str]:
+        values = raw if isinstance(raw, list) else [raw]
+        out = []
+        for i, d in enumerate(values):
+            p = path + (i,) if isinstance(raw, list) else path
+            if not isinstance(d, str) or not _DEVICE_RE.match(d):
+                self.c.error(p, f"bad device {d!r}: use auto, cpu, cuda, cuda:N or mps")
+            else:
+                out.append(d)
+        if isinstance(raw, list) and not raw:
+            self.c.error(path, "the device list is empty")
+        return out
+
+    def _queue(self, raw: Any, path: Path) -> QueueBudget:
+        q = QueueBudget()
+        if not isinstance(raw, dict):
+            self.c.error(path, "must be a mapping with 'frames' and/or 'bytes'")
+            return q
+        for key, value in raw.items():
+            if key == "frames":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    self.c.error(path + (key,), f"must be an integer >= 1 (got {value!r})")
+                else:
+                    q.frames = value
+            elif key == "bytes":
+                size = parse_size(value)
+                if size is None:
+                    self.c.error(path + (key,), f"must be a size such as 512MB or 2GiB (got {value!r})")
+                else:
+                    q.bytes = size
+            else:
+                self.c.error(path + (key,), f"unknown key '{key}'{did_you_mean(str(key), QUEUE_KEYS)}", key=True)
+        return q
+
+    # ---- nodes -----------------------------------------------------------------------------------------------
+    def _node(self, node_id: str, raw: Any, all_ids: list[str]) -> NodeSpec | None:
+        c = self.c
+        path: Path = ("nodes", node_id)
+        if not _NAME_RE.match(node_id):
+            c.error(path, f"bad node id '{node_id}': use letters, digits, '_' or '-'", key=True)
+        if not isinstance(raw, dict):
+            c.error(path, "a node is a mapping with at least 'type' (e.g. {type: resize, input: src})")
+            return None
+        for key in raw:
+            if key not in NODE_KEYS:
+                c.error(path + (key,), f"unknown node key '{key}'{did_you_mean(str(key), NODE_KEYS)}", key=True)
+        type_name = raw.get("type")
+        if type_name is None:
+            c.error(path, "missing 'type' (see `diffusify processors`)", key=True)
+            return None
+        if not isinstance(type_name, str) or type_name not in self.registry:
+            c.error(path + ("type",), f"unknown processor type '{type_name}'{self.registry.suggest(str(type_name))}"
+                    " (see `diffusify processors`)")
+            return None
+        cls = self.registry.get(type_name)
+        spec_ok = True
+
+        # parameters
+        with_raw = raw.get("with", {})
+        if with_raw is None:
+            with_raw = {}
+        params: BaseModel | None = None
+        if not isinstance(with_raw, dict):
+            c.error(path + ("with",), "must be a mapping of parameter names to values")
+            spec_ok = False
+        else:
+            try:
+                params = cls.Params.model_validate(with_raw)
+            except ValidationError as e:
+                spec_ok = False
+                known = list(cls.Params.model_fields)
+                for err in e.errors():
+                    loc = tuple(err["loc"])
+                    field_path = path + ("with",) + loc
+                    is_key = err["type"] == "extra_forbidden"
+                    if err["type"] == "missing" or not loc:
+                        field_path = path + ("with",) if "with" in raw else path
+                        msg = _pydantic_message(err, known)
+                        if loc:
+                            msg = f"missing required parameter '{loc[0]}'"
+                        c.error(field_path, msg, key=not loc or "with" not in raw)
+                    else:
+                        # pydantic may append the type it tried (e.g. ('tile', 'int')): point at the field
+                        while len(field_path) > 3 and field_path not in c.pos.values and field_path not in c.pos.keys:
+                            field_path = field_path[:-1]
+                        c.error(field_path, _pydantic_message(err, known), key=is_key)
+
+        # inputs
+        inputs: dict[str, str] = {}
+        ports = cls.inputs + cls.optional_inputs
+        if "input" in raw and "inputs" in raw:
+            c.error(path + ("inputs",), "use either 'input' or 'inputs', not both", key=True)
+        if not ports and ("input" in raw or "inputs" in raw):
+            key = "input" if "input" in raw else "inputs"
+            c.error(path + (key,), f"{type_name} is a source and takes no input; remove '{key}'", key=True)
+        elif "input" in raw:
+            ref = raw["input"]
+            if len(cls.inputs) > 1:
+                c.error(path + ("input",), f"{type_name} has several ports ({', '.join(cls.inputs)}); use "
+                        f"'inputs: {{{cls.inputs[0]}: ..., {cls.inputs[1]}: ...}}'", key=True)
+                spec_ok = False
+            elif self._ref(ref, path + ("input",), all_ids, node_id):
+                inputs[(cls.inputs or cls.optional_inputs)[0]] = ref
+        elif "inputs" in raw:
+            refs = raw["inputs"]
+            if not isinstance(refs, dict):
+                c.error(path + ("inputs",), "must be a mapping of port names to node ids")
+            else:
+                for port, ref in refs.items():
+                    if port not in ports:
+                        c.error(path + ("inputs", port), f"unknown port '{port}' of {type_name}"
+                                f"{did_you_mean(str(port), ports)} (ports: {', '.join(ports)})", key=True)
+                    elif self._ref(ref, path + ("inputs", port), all_ids, node_id):
+                        inputs[str(port)] = ref
+        if ports:
+            given = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+            for port in cls.inputs:
+                if port not in inputs and port not in given and not ("input" in raw and len(cls.inputs) == 1):
+                    c.error(path, f"missing input port '{port}' of {type_name} (ports: {', '.join(cls.inputs)})",
+                            key=True)
+                    spec_ok = False
+
+        devices: list[str] = []
+        if "device" in raw:
+            devices = self._devices(raw["device"], path + ("device",))
+            if cls.resources.device == "cpu" and any(d not in ("cpu", "auto") for d in devices):
+                c.error(path + ("device",), f"{type_name} runs on the CPU only")
+        replicas = 1
+        if "replicas" in raw:
+            r = raw["replicas"]
+            if isinstance(r, bool) or not isinstance(r, int) or r < 1 or r > 64:
+                c.error(path + ("replicas",), f"must be an integer from 1 to 64 (got {r!r})")
+            elif r > 1 and not cls.replicable():
+                c.error(path + ("replicas",), f"{type_name} cannot be replicated (it is a "
+                        f"{'sink' if cls.is_sink else 'source' if cls.is_source() else cls.temporal.value} node); "
+                        "remove 'replicas'")
+            elif cls.resources.max_replicas and r > cls.resources.max_replicas:
+                c.error(path + ("replicas",), f"{type_name} allows at most {cls.resources.max_replicas} replicas")
+            else:
+                replicas = r
+        queue = self._queue(raw["queue"], path + ("queue",)) if "queue" in raw else None
+
+        # node references inside parameters (e.g. video.write's copy_streams_from)
+        for ref_param in getattr(cls, "node_refs", ()):
+            ref = with_raw.get(ref_param) if isinstance(with_raw, dict) else None
+            if ref is not None and ref != "none":
+                self._ref(ref, path + ("with", ref_param), all_ids, node_id)
+
+        if not spec_ok or params is None:
+            return None
+        return NodeSpec(id=node_id, type=type_name, params=params, inputs=inputs, devices=devices,
+                        replicas=replicas, queue=queue, line=self.c.pos.of(path, key=True)[0])
+
+    def _ref(self, ref: Any, path: Path, all_ids: list[str], node_id: str) -> bool:
+        if isinstance(ref, str):
+            self.referenced.add(ref)
+        if not isinstance(ref, str):
+            self.c.error(path, f"must be a node id (got {ref!r})")
+            return False
+        if ref == node_id:
+            self.c.error(path, f"node '{node_id}' cannot take its own output (cycle: {node_id} -> {node_id})")
+            return False
+        if ref not in all_ids:
+            self.c.error(path, f"unknown node '{ref}'{did_you_mean(ref, all_ids)}")
+            return False
+        return True
+
+    # ---- files -----------------------------------------------------------------------------------------------
+    def _paths(self, recipe: Recipe, classes: Mapping[str, type[Processor]]) -> None:
+        reads: dict[str, str] = {}
+        writes: dict[str, str] = {}
+        for nid, node in recipe.nodes.items():
+            r, w = classes[nid].paths(node.params)
+            for p in r:
+                reads[os.path.realpath(p)] = nid
+            for p in w:
+                real = os.path.realpath(p)
+                if real in writes:
+                    self.c.error(("nodes", nid, "with", "path"),
+                                 f"node '{writes[real]}' already writes {p}; give each writer its own file")
+                writes[real] = nid
+        for real, nid in writes.items():
+            if real in reads:
+                self.c.error(("nodes", nid, "with", "path"),
+                             f"output path is the input of node '{reads[real]}'; writing it would destroy the "
+                             "source (choose another output with -o)")
+
+    # ---- streams ---------------------------------------------------------------------------------------------
+    def _streams(self, recipe: Recipe, classes: Mapping[str, type[Processor]], result: Validated) -> None:
+        ctx = PlanContext(base_dir=os.path.dirname(self.file) or ".", max_frames=self.max_frames)
+        for nid in result.order:
+            node = recipe.nodes.get(nid)
+            if node is None:
+                continue
+            cls = classes[nid]
+            ins: dict[str, StreamInfo] = {}
+            missing = False
+            for port, ref in node.inputs.items():
+                s = result.streams.get(ref)
+                if s is None:
+                    missing = True
+                    break
+                ins[port] = s
+            result.input_streams[nid] = ins
+            if missing:
+                result.streams[nid] = None
+                continue
+            path: Path = ("nodes", nid)
+            ctx.warnings.clear()
+            try:
+                result.streams[nid] = cls.infer_stream(node.params, ins, ctx)
+            except Exception as e:  # noqa: BLE001 - any failure to plan a node is reported at the node
+                from diffusify.processors.base import StreamError
+
+                result.streams[nid] = None
+                if isinstance(e, StreamError):
+                    if e.param:
+                        where = path + ("with", e.param)
+                    elif e.port:
+                        where = path + (("inputs", e.port) if "inputs" in self._raw_keys(nid) else ("input",))
+                    else:
+                        where = path + ("type",)
+                    self.c.error(where, str(e))
+                else:
+                    self.c.error(path + ("type",), f"cannot plan this node: {type(e).__name__}: {e}")
+            for param, message in ctx.warnings:
+                self.c.warn(path + (("with", param) if param else ("type",)), message)
+
+    def _raw_keys(self, nid: str) -> set[str]:
+        return {k[2] for k in self.c.pos.keys if len(k) == 3 and k[:2] == ("nodes", nid)}
+
+
+def validate_text(text: str, file: str = "<recipe>", **kwargs: Any) -> Validated:
+    """Validate a recipe given as text. See :class:`RecipeValidator` for the keyword arguments."""
+    return RecipeValidator(text, file, **kwargs).run()
+
+
+def validate_file(path: str, **kwargs: Any) -> Validated:
+    """Validate a recipe file; an unreadable file is reported as a problem, not raised."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return Validated(None, [Problem(path, 0, 0, "", f"cannot read the recipe: {reason}")])
+    return validate_text(text, path, **kwargs)

@@ -1,0 +1,159 @@
+"""The streaming runtime with synthetic sources and in-memory sinks: shapes, order, backpressure, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from diffusify import PipelineError, run
+from tests.conftest import CollectSink
+
+
+def _frames(name: str):
+    return CollectSink.results[name]
+
+
+def test_linear_pipeline_keeps_order_and_values(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        nodes:
+          src: {type: pattern, with: {kind: noise, width: 32, height: 16, frames: 12}}
+          bright: {type: color, input: src, with: {brightness: 0.1}}
+          out: {type: test.collect, input: bright}
+    """)
+    summary = run(path, registry=registry, handle_signals=False)
+    frames = _frames("collected")
+    assert [f.index for f in frames] == list(range(12))
+    assert summary["frames"] == 12
+    g = torch.Generator().manual_seed(3)
+    expected = (torch.rand(3, 16, 32, generator=g) + 0.1).clamp(0, 1)
+    assert torch.allclose(frames[3].data, expected, atol=1e-6)
+
+
+def test_diamond_with_replicas_restores_order(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        queue: {frames: 2}
+        nodes:
+          src: {type: pattern, with: {kind: noise, width: 16, height: 16, frames: 30}}
+          fast: {type: color, input: src, with: {gamma: 2}}
+          slow: {type: test.slow, input: src, with: {ms: 3}, replicas: 3}
+          mix: {type: compose.blend, inputs: {a: fast, b: slow}, with: {weight: 0.5}}
+          out: {type: test.collect, input: mix}
+          raw: {type: test.collect, input: slow, with: {name: raw}}
+    """)
+    summary = run(path, registry=registry, handle_signals=False)
+    assert [f.index for f in _frames("collected")] == list(range(30))
+    assert [f.index for f in _frames("raw")] == list(range(30))
+    slow = next(n for n in summary["nodes"] if n["id"] == "slow")
+    assert slow["replicas"] == 3 and slow["frames"] == 30
+
+
+def test_fan_out_shares_the_frame_without_copy(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        nodes:
+          src: {type: pattern, with: {width: 8, height: 8, frames: 3}}
+          a: {type: test.collect, input: src, with: {name: a}}
+          b: {type: test.collect, input: src, with: {name: b}}
+    """)
+    run(path, registry=registry, handle_signals=False)
+    assert all(x.data is y.data for x, y in zip(_frames("a"), _frames("b")))
+
+
+def test_backpressure_bounds_the_queue(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        queue: {frames: 3}
+        nodes:
+          src: {type: pattern, with: {kind: noise, width: 16, height: 16, frames: 40}}
+          slow: {type: test.slow, input: src, with: {ms: 5}}
+          out: {type: test.collect, input: slow}
+    """)
+    peaks = []
+
+    def hook(*, event, **f):
+        if event == "progress":
+            peaks.append(max(n["queue_frames"] for n in f["nodes"]))
+
+    from diffusify.pipeline import plan as make_plan
+    from diffusify.runtime.engine import Engine
+
+    p, _ = make_plan(path, registry=registry)
+    engine = Engine(p, hooks=[hook], handle_signals=False, progress_interval=0.02)
+    engine.run()
+    assert max(q.peak_frames for st in engine.states.values() for q in st.queues.values()) <= 3
+    assert peaks and max(peaks) <= 3
+
+
+def test_byte_budget_admits_one_oversized_frame(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        queue: {frames: 8, bytes: 1KB}
+        nodes:
+          src: {type: pattern, with: {width: 64, height: 64, frames: 5}}
+          out: {type: test.collect, input: src}
+    """)
+    run(path, registry=registry, handle_signals=False)
+    assert len(_frames("collected")) == 5
+
+
+def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        nodes:
+          src: {type: pattern, with: {width: 16, height: 16, frames: 1000}}
+          bad: {type: test.slow, input: src, with: {ms: 1, fail_at: 7}}
+          out: {type: test.collect, input: bad}
+    """)
+    before = threading.active_count()
+    t0 = time.monotonic()
+    with pytest.raises(PipelineError) as info:
+        run(path, registry=registry, handle_signals=False)
+    assert time.monotonic() - t0 < 5
+    err = info.value
+    assert (err.node, err.node_type, err.frame) == ("bad", "test.slow", 7)
+    assert "node 'bad' (test.slow) at frame 7: RuntimeError: boom" in str(err)
+    assert len(_frames("collected")) == 7
+    deadline = time.monotonic() + 2
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+def test_stop_drains_in_flight_frames(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        nodes:
+          src: {type: pattern, with: {width: 16, height: 16, frames: 100000}}
+          slow: {type: test.slow, input: src, with: {ms: 2}}
+          out: {type: test.collect, input: slow}
+    """)
+    from diffusify.pipeline import plan as make_plan
+    from diffusify.runtime.engine import Engine
+
+    p, _ = make_plan(path, registry=registry)
+    engine = Engine(p, handle_signals=False)
+    threading.Timer(0.3, engine.stop).start()
+    summary = engine.run()
+    frames = _frames("collected")
+    assert 0 < len(frames) < 100000
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert summary["frames"] == len(frames)
+
+
+def test_overlap_hides_source_and_sink_behind_compute(registry, write_recipe):
+    path = write_recipe("""
+        version: 1
+        nodes:
+          src: {type: pattern, with: {kind: noise, width: 64, height: 64, frames: 40}}
+          slow: {type: test.slow, input: src, with: {ms: 10}}
+          out: {type: test.collect, input: slow}
+    """)
+    summary = run(path, registry=registry, handle_signals=False)
+    slow = next(n for n in summary["nodes"] if n["id"] == "slow")
+    assert summary["bottleneck"] == "slow"
+    assert slow["busy_share"] > 0.5
