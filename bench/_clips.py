@@ -21,7 +21,7 @@ def make_clip(name: str, *, width: int, height: int, frames: int, fps: int = 25,
     args = [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i",
             f"testsrc2=size={width}x{height}:rate={fps},noise=alls=12:allf=t"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000"]
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     args += ["-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
              "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
     if audio:

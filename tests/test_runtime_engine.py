@@ -61,7 +61,7 @@ def test_fan_out_shares_the_frame_without_copy(registry, write_recipe):
           b: {type: test.collect, input: src, with: {name: b}}
     """)
     run(path, registry=registry, handle_signals=False)
-    assert all(x.data is y.data for x, y in zip(_frames("a"), _frames("b")))
+    assert all(x.data is y.data for x, y in zip(_frames("a"), _frames("b"), strict=False))
 
 
 def test_backpressure_bounds_the_queue(registry, write_recipe):
@@ -117,7 +117,9 @@ def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, wr
     err = info.value
     assert (err.node, err.node_type, err.frame) == ("bad", "test.slow", 7)
     assert "node 'bad' (test.slow) at frame 7: RuntimeError: boom" in str(err)
-    assert len(_frames("collected")) == 7
+    # the first error wins: frames already handed to the sink are written, the rest are dropped at once
+    got = [f.index for f in _frames("collected")]
+    assert got == list(range(len(got))) and len(got) <= 7
     deadline = time.monotonic() + 2
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -46,13 +46,15 @@ def check_graph(recipe: Recipe, classes: Mapping[str, type[Processor]], all_ids:
         first = min(names[:-1], key=lambda n: recipe.nodes[n].line)
         i = names.index(first)
         names = names[i:-1] + names[:i] + [first]
-        report.error(("nodes", first), f"cycle: {' -> '.join(names)} (a pipeline must flow one way)", key=True)
+        report.error(("nodes", first), f"cycle: {' -> '.join(names)} (a pipeline must flow one way: take one "
+                     "of these inputs from a node outside the loop)", key=True)
     else:
         # stable order: by position in the file among nodes that are ready
         order = list(nx.lexicographical_topological_sort(g, key=lambda n: recipe.nodes[n].line))
 
     if all_ids and not any(classes[n].is_sink for n in recipe.nodes) and len(recipe.nodes) == len(all_ids):
         report.error(("nodes",), "the pipeline has no output: add a video.write or image.write node", key=True)
+        return order  # every end of the graph goes nowhere then: one error says it
     for nid in recipe.nodes:
         cls = classes[nid]
         if not cls.is_sink and g.out_degree(nid) == 0 and nid not in (referenced or ()):

@@ -32,7 +32,9 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise MediaError("ffmpeg: the imageio-ffmpeg package is not installed (pip install imageio-ffmpeg)") from exc
+        raise MediaError(
+            "ffmpeg: the imageio-ffmpeg package is not installed (pip install imageio-ffmpeg)"
+        ) from exc
     try:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:  # pragma: no cover - broken installation
@@ -56,6 +58,23 @@ def available_encoders() -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
+def available_filters() -> frozenset[str]:
+    """Names of the filters the bundled ffmpeg was built with (``scale``, ``zscale``...).
+
+    Returns:
+        The filter names, queried once per process.
+    """
+    proc = run_ffmpeg(["-filters"], check=False)
+    names: set[str] = set()
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        # Filter lines read " TSC name  V->V  description"; the legend above them has "=" in the flags' place.
+        if len(parts) >= 3 and "->" in parts[2] and parts[1] != "=":
+            names.add(parts[1])
+    return frozenset(names)
+
+
 def run_ffmpeg(
     args: Sequence[str], *, check: bool = True, timeout: float | None = None
 ) -> subprocess.CompletedProcess[bytes]:
@@ -74,7 +93,12 @@ def run_ffmpeg(
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
     proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, start_new_session=True, check=False
+        cmd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        start_new_session=True,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise MediaError(f"ffmpeg failed: {last_lines(proc.stderr.decode('utf-8', 'replace'))}")
@@ -182,4 +206,3 @@ class FFmpegProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
-

@@ -6,8 +6,13 @@ Pure string logic: no torch, no numpy, so validation can use it.
 from __future__ import annotations
 
 import re
+import sys
 
 from diffusify.graph.stream import ColorInfo
+from diffusify.io.ffmpeg import available_filters
+
+# Exact rounding and chroma interpolation on every pixel instead of swscale's fast paths.
+SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
 
 # ffmpeg colour space names -> the value the scale filter's in/out_color_matrix option takes.
 _SCALE_MATRIX = {
@@ -20,7 +25,31 @@ _SCALE_MATRIX = {
     "bt2020c": "bt2020",
 }
 
-_RGB_PREFIXES = ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr", "pal8", "monow", "monob")
+# ffmpeg colour space names -> zscale's matrix names.
+_ZSCALE_MATRIX = {
+    "bt709": "709",
+    "smpte170m": "170m",
+    "bt470bg": "470bg",
+    "fcc": "fcc",
+    "smpte240m": "240m",
+    "bt2020nc": "2020_ncl",
+    "bt2020c": "2020_cl",
+}
+
+_RGB_PREFIXES = (
+    "rgb",
+    "bgr",
+    "gbr",
+    "argb",
+    "abgr",
+    "0rgb",
+    "0bgr",
+    "x2rgb",
+    "x2bgr",
+    "pal8",
+    "monow",
+    "monob",
+)
 _DEPTH_SUFFIX = re.compile(r"(\d+)(?:le|be)?$")
 _RANGE_ALIASES = {"tv": "tv", "limited": "tv", "mpeg": "tv", "pc": "pc", "full": "pc", "jpeg": "pc"}
 
@@ -70,6 +99,11 @@ def scale_matrix(matrix: str | None) -> str | None:
     return _SCALE_MATRIX.get(matrix or "")
 
 
+def zscale_matrix(matrix: str | None) -> str | None:
+    """zscale's name for an ffmpeg colour space, or None for RGB/unknown spaces."""
+    return _ZSCALE_MATRIX.get(matrix or "")
+
+
 def normalize_range(value: str | None) -> str | None:
     """``tv`` or ``pc`` for any of ffmpeg's range spellings, None when unknown."""
     return _RANGE_ALIASES.get((value or "").lower())
@@ -81,15 +115,84 @@ def default_matrix(height: int) -> str:
 
 
 def effective_color(color: ColorInfo, height: int) -> tuple[str, str]:
-    """The matrix and range to convert an untagged or tagged YUV stream with.
+    """The matrix and range to convert a tagged or untagged YUV stream with.
 
     Args:
         color: the probed tags.
         height: frame height, which decides the matrix of untagged sources.
 
     Returns:
-        ``(scale matrix name, "tv" | "pc")``.
+        ``(ffmpeg colour space name, "tv" | "pc")``.
     """
-    matrix = scale_matrix(color.matrix) or scale_matrix(default_matrix(height))
-    assert matrix is not None
+    matrix = color.matrix if scale_matrix(color.matrix) else default_matrix(height)
     return matrix, normalize_range(color.range) or "tv"
+
+
+def planar_rgb_format(high_bit_depth: bool) -> str:
+    """The planar RGB format frames travel in: ``gbrp``, or 16-bit ``gbrp16`` in this machine's byte order.
+
+    Planar, because a ``(3, H, W)`` tensor is planar: no interleaving or de-interleaving on either side.
+    """
+    if not high_bit_depth:
+        return "gbrp"
+    return "gbrp16le" if sys.byteorder == "little" else "gbrp16be"
+
+
+def _zimg_range(rng: str) -> str:
+    return "limited" if rng == "tv" else "full"
+
+
+def to_rgb_filter(pix_fmt: str | None, color: ColorInfo, height: int, out_fmt: str) -> str:
+    """Filters turning a decoded source into full-range planar RGB with the right matrix.
+
+    YUV goes through zscale (zimg) when the build has it: swscale's high bit depth paths are off by several
+    codes (10-bit limited white comes out at 254/255). RGB and gray sources only need repacking.
+
+    Args:
+        pix_fmt: the source pixel format.
+        color: the source's colour tags.
+        height: frame height (decides the matrix of untagged YUV sources).
+        out_fmt: the planar RGB format to produce.
+
+    Returns:
+        A filter chain description.
+    """
+    if pix_fmt and not is_rgb_pix_fmt(pix_fmt) and not is_gray_pix_fmt(pix_fmt):
+        matrix, rng = effective_color(color, height)
+        if "zscale" in available_filters():
+            return (
+                f"zscale=matrixin={zscale_matrix(matrix)}:rangein={_zimg_range(rng)}:range=full"
+                f":filter=bicubic:dither=none,format={out_fmt}"
+            )
+        return (
+            f"scale=in_color_matrix={scale_matrix(matrix)}:in_range={rng}:out_range=pc:flags={SWS_FLAGS},"
+            f"format={out_fmt}"
+        )
+    options = [f"flags={SWS_FLAGS}"]
+    if pix_fmt and is_gray_pix_fmt(pix_fmt):
+        # Luma-only sources are images in practice: full range unless tagged otherwise.
+        options += [f"in_range={normalize_range(color.range) or 'pc'}", "out_range=pc"]
+    return f"scale={':'.join(options)},format={out_fmt}"
+
+
+def from_rgb_filter(color: ColorInfo, pix_fmt: str) -> tuple[str, str | None, str | None]:
+    """Filters turning full-range planar RGB into ``pix_fmt`` with the stream's matrix and range.
+
+    Untagged streams are encoded as BT.709 limited range (and tagged so by the caller).
+
+    Args:
+        color: the stream's colour tags.
+        pix_fmt: the output pixel format.
+
+    Returns:
+        ``(filter chain, ffmpeg matrix name, range)``; matrix and range are None for RGB output formats.
+    """
+    if is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt):
+        return f"scale=flags={SWS_FLAGS},format={pix_fmt}", None, None
+    matrix = color.matrix if scale_matrix(color.matrix) else "bt709"
+    rng = normalize_range(color.range) or "tv"
+    if "zscale" in available_filters():
+        chain = f"zscale=matrix={zscale_matrix(matrix)}:range={_zimg_range(rng)}:filter=bicubic:dither=none"
+    else:
+        chain = f"scale=out_color_matrix={scale_matrix(matrix)}:out_range={rng}:flags={SWS_FLAGS}"
+    return f"{chain},format={pix_fmt}", matrix, rng

@@ -27,7 +27,10 @@ __all__ = ["MediaInfo", "MediaStream", "probe", "clear_probe_cache"]
 # Rates worth snapping to, so that 29.97 comes out as exactly 30000/1001.
 COMMON_RATES: tuple[Fraction, ...] = tuple(
     sorted(
-        {Fraction(n) for n in (1, 2, 5, 6, 8, 10, 12, 15, 16, 18, 20, 24, 25, 30, 48, 50, 60, 72, 90, 96, 100, 120)}
+        {
+            Fraction(n)
+            for n in (1, 2, 5, 6, 8, 10, 12, 15, 16, 18, 20, 24, 25, 30, 48, 50, 60, 72, 90, 96, 100, 120)
+        }
         | {Fraction(n) for n in (144, 150, 180, 200, 240, 300)}
         | {Fraction(25, 2)}
         | {Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)}
@@ -89,6 +92,7 @@ class MediaInfo:
         video_start: presentation time of the first video frame on the file's own timeline (as stored, not
             relative to ``start_time``), in seconds; ``-seek_timestamp 1 -ss`` positions use this timeline.
         time_base: time base of the video timestamps.
+        video_duration: first video frame to the end of the last one (its own duration included), in seconds.
     """
 
     path: str
@@ -104,6 +108,7 @@ class MediaInfo:
     video_index: int | None = None
     video_start: Fraction = Fraction(0)
     time_base: Fraction | None = None
+    video_duration: Fraction | None = None
 
     def streams_of(self, kind: str) -> tuple[MediaStream, ...]:
         """The streams of one kind (``audio``, ``subtitle``...)."""
@@ -190,6 +195,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
     video_index = None
     video_start = Fraction(0)
     time_base = None
+    video_duration = None
     if video_line is not None:
         video_index, rest = video_line
         parsed = _parse_video(rest)
@@ -198,9 +204,14 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         ticks, last_duration = _presentation_ticks(packets)
         if ticks and time_base:
             video_start = ticks[0] * time_base
-            timestamps = tuple(Fraction((t - ticks[0]) * time_base.numerator, time_base.denominator) for t in ticks)
+            timestamps = tuple(
+                Fraction((t - ticks[0]) * time_base.numerator, time_base.denominator) for t in ticks
+            )
         frames = len(ticks) if ticks else (len(packets) or None)
         fps, vfr = _frame_rate(ticks, last_duration, time_base, parsed.fps)
+        if timestamps and time_base:
+            last = last_duration * time_base if last_duration else 1 / fps
+            video_duration = timestamps[-1] + last
         video = StreamInfo(
             width=parsed.width,
             height=parsed.height,
@@ -227,6 +238,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         video_index=video_index,
         video_start=video_start,
         time_base=time_base,
+        video_duration=video_duration,
     )
 
 

@@ -1,32 +1,97 @@
 """Decoding a video file into RGB float frames.
 
-ffmpeg decodes and converts to packed RGB (``rgb24``, or ``rgb48le`` for sources above 8 bits) on a pipe, one
-frame's worth of bytes at a time. The YUV matrix and range are passed to the scale filter explicitly from the
+ffmpeg decodes and converts to planar RGB (``gbrp``, or 16-bit ``gbrp16`` for sources above 8 bits) on a pipe,
+one frame's worth of bytes at a time. The YUV matrix and range are passed to the converter explicitly from the
 probed tags, never left to ffmpeg's guesses, so BT.601/BT.709 and limited/full sources all come out right.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import time
 from fractions import Fraction
 from types import TracebackType
+from typing import BinaryIO
 
 import torch
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess
-from diffusify.io.formats import effective_color, is_gray_pix_fmt, is_rgb_pix_fmt, normalize_range
+from diffusify.io.formats import planar_rgb_format, to_rgb_filter
 from diffusify.io.probe import MediaInfo
 from diffusify.runtime.frame import Frame
 
-__all__ = ["VideoReader", "SWS_FLAGS"]
+__all__ = ["VideoReader", "planes_to_tensor", "read_exact", "tensor_to_planes"]
 
-# Exact rounding and chroma upsampling on every pixel instead of swscale's fast paths.
-SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
 _SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
+
+
+def read_exact(stream: BinaryIO, size: int) -> tuple[bytearray, int]:
+    """Read ``size`` bytes into a fresh buffer, looping over short pipe reads.
+
+    Args:
+        stream: an unbuffered binary stream.
+        size: bytes wanted.
+
+    Returns:
+        The buffer and how many bytes were read (less than ``size`` only at end of stream).
+    """
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return buf, got
+
+
+def planes_to_tensor(
+    buf: bytearray, height: int, width: int, high_bit_depth: bool, device: torch.device
+) -> torch.Tensor:
+    """Planar GBR bytes (``gbrp`` or native-endian ``gbrp16``) to a float32 RGB ``(3, H, W)`` tensor in [0, 1].
+
+    Args:
+        buf: one frame; the tensor shares no memory with it.
+        height: frame height.
+        width: frame width.
+        high_bit_depth: the buffer holds 16-bit samples.
+        device: target device; the widening to float happens there.
+
+    Returns:
+        The frame tensor.
+    """
+    planes = torch.frombuffer(buf, dtype=torch.uint16 if high_bit_depth else torch.uint8).view(
+        3, height, width
+    )
+    if device.type != "cpu":
+        # Ship the compact integer frame and widen it on the device.
+        planes = planes.to(device)
+    out = torch.empty((3, height, width), dtype=torch.float32, device=planes.device)
+    # ffmpeg's planar RGB stores G, B, R.
+    out[0].copy_(planes[2])
+    out[1].copy_(planes[0])
+    out[2].copy_(planes[1])
+    return out.div_(65535.0 if high_bit_depth else 255.0)
+
+
+def tensor_to_planes(data: torch.Tensor, high_bit_depth: bool) -> memoryview:
+    """A float RGB ``(3, H, W)`` tensor in [0, 1] to planar GBR bytes: clamped, scaled, rounded.
+
+    Args:
+        data: the frame, on any device (the conversion runs there; NaN becomes 0).
+        high_bit_depth: produce native-endian 16-bit samples instead of 8-bit ones.
+
+    Returns:
+        The bytes of one ``gbrp``/``gbrp16`` frame.
+    """
+    peak = 65535.0 if high_bit_depth else 255.0
+    gbr = data[[1, 2, 0]] if data.shape[0] == 3 else data[:1].expand(3, -1, -1)
+    scaled = torch.nan_to_num(gbr.float(), nan=0.0).clamp_(0.0, 1.0).mul_(peak).round_()
+    packed = scaled.to(torch.uint16 if high_bit_depth else torch.uint8).contiguous().cpu()
+    return memoryview(packed.numpy()).cast("B")
 
 
 class VideoReader:
@@ -117,26 +182,27 @@ class VideoReader:
             return None
         return int((info.video_start + info.timestamps[index]) / info.time_base)
 
-    def _command(self, *, fast_seek: bool) -> list[str]:
+    def _command(self, *, seek_margin: float | None) -> list[str]:
         info, video = self.info, self.info.video
         assert video is not None
         start_ticks = self._absolute_ticks(self.start) if self.start > 0 else None
         # The log level must let showinfo's line through when the first frame is checked.
         args = ["-v", "info" if start_ticks is not None else "error", "-nostats"]
         if start_ticks is not None:
-            if fast_seek:
+            if seek_margin is not None:
                 # The demuxer jumps near the target (halfway between the previous frame and the wanted one, so
                 # rounding cannot skip it); the exact cut is the trim filter's. -ss counts from the container
                 # start time of all streams, not from the first video frame.
                 before = info.frame_time(self.start - 1)
                 target = info.video_start + (before + info.frame_time(self.start)) / 2
-                target -= Fraction(info.start_time).limit_denominator(1000000)
-                args += ["-noaccurate_seek", "-ss", f"{max(0.0, float(target)):.6f}"]
+                target -= Fraction(info.start_time).limit_denominator(1000000) + Fraction(seek_margin)
+                if target > 0:
+                    args += ["-noaccurate_seek", "-ss", f"{float(target):.6f}"]
             # Stored timestamps on the filter input, so the trim compares exact integers with the probe's.
             args += ["-copyts"]
         args += ["-i", self.path]
-        out_fmt = ("rgb48le" if sys.byteorder == "little" else "rgb48be") if self.high_bit_depth else "rgb24"
-        convert = f"{self._scale_filter()},format={out_fmt}"
+        out_fmt = planar_rgb_format(self.high_bit_depth)
+        convert = to_rgb_filter(info.pix_fmt, video.color, video.height, out_fmt)
         if start_ticks is not None:
             # The first frame after the cut goes to showinfo too, which logs its timestamp: proof of the seek.
             graph = (
@@ -155,47 +221,42 @@ class VideoReader:
         args += ["-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]
         return args
 
-    def _scale_filter(self) -> str:
-        video = self.info.video
-        assert video is not None
-        pix_fmt = self.info.pix_fmt or ""
-        scale = [f"flags={SWS_FLAGS}"]
-        if pix_fmt and not is_rgb_pix_fmt(pix_fmt):
-            if is_gray_pix_fmt(pix_fmt):
-                # Luma-only sources are images in practice: full range unless tagged otherwise.
-                scale.append(f"in_range={normalize_range(video.color.range) or 'pc'}")
-            else:
-                matrix, rng = effective_color(video.color, video.height)
-                scale += [f"in_color_matrix={matrix}", f"in_range={rng}"]
-            scale.append("out_range=pc")
-        return "scale=" + ":".join(scale)
-
     def _start(self) -> tuple[FFmpegProcess, bytearray | None]:
         """Start the decoder and read the first frame, checking that the seek landed on ``start``."""
         expected = self._absolute_ticks(self.start) if self.start > 0 else None
-        proc = FFmpegProcess(self._command(fast_seek=True), stdout_pipe=True)
-        self._proc = proc
-        first = self._read_frame_bytes(proc)
-        if expected is None:
-            return proc, first
-        got = self._first_pts(proc, first is not None)
-        if got == expected:
-            return proc, first
         # Demuxers without an index (MPEG-TS, elementary streams) can land after the keyframe that the wanted
-        # frame needs, and its frames are lost: decode from the beginning instead, cutting at the same point.
-        proc.kill()
-        proc.close_log()
-        proc = FFmpegProcess(self._command(fast_seek=False), stdout_pipe=True)
-        self._proc = proc
-        first = self._read_frame_bytes(proc)
-        got = self._first_pts(proc, first is not None)
-        if got != expected:
-            rc = proc.finish()
-            raise MediaError(
-                f"{self.path}: frame {self.start} cannot be decoded (first frame at timestamp {got}, expected "
-                f"{expected}; ffmpeg exit {rc}: {proc.tail()})"
-            )
-        return proc, first
+        # frame needs, losing it: retry from further back, then from the beginning, always cutting at the
+        # same timestamp.
+        margins: list[float | None] = [0.0, 10.0, None] if expected is not None else [None]
+        got: int | None = None
+        tried: list[list[str]] = []
+        failed: FFmpegProcess | None = None
+        for margin in margins:
+            command = self._command(seek_margin=margin)
+            if command in tried:
+                # Near the beginning the margin makes no difference.
+                continue
+            tried.append(command)
+            if failed is not None:
+                failed.close_log()
+            proc = FFmpegProcess(command, stdout_pipe=True)
+            self._proc = proc
+            first = self._read_frame_bytes(proc)
+            if expected is None:
+                return proc, first
+            got = self._first_pts(proc, first is not None)
+            if got == expected:
+                return proc, first
+            proc.kill()
+            failed = proc
+        self._proc = None
+        assert failed is not None
+        reason = failed.tail()
+        failed.close_log()
+        raise MediaError(
+            f"{self.path}: frame {self.start} cannot be decoded (first decoded timestamp {got}, expected "
+            f"{expected}: {reason})"
+        )
 
     @staticmethod
     def _first_pts(proc: FFmpegProcess, produced: bool) -> int | None:
@@ -211,16 +272,9 @@ class VideoReader:
             time.sleep(0.002)
 
     def _read_frame_bytes(self, proc: FFmpegProcess) -> bytearray | None:
-        buf = bytearray(self._frame_bytes)
-        view = memoryview(buf)
-        got = 0
         stdout = proc.proc.stdout
         assert stdout is not None
-        while got < self._frame_bytes:
-            n = stdout.readinto(view[got:])
-            if not n:
-                break
-            got += n
+        buf, got = read_exact(stdout, self._frame_bytes)
         if got == self._frame_bytes:
             return buf
         if got:
@@ -251,28 +305,12 @@ class VideoReader:
                     f"(the file may be damaged; {reason})"
                 )
             raise StopIteration
-        data = self._to_tensor(buf)
+        data = planes_to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
         source_index = self._next
         pts = self.info.frame_time(source_index) - self._start_pts
         frame = Frame(source_index - self.start, Fraction(pts), data, {"source_index": source_index})
         self._next += 1
         return frame
-
-    def _to_tensor(self, buf: bytearray) -> torch.Tensor:
-        h, w = self._height, self._width
-        if self.high_bit_depth:
-            raw = torch.frombuffer(buf, dtype=torch.uint16)
-            scale = 65535.0
-        else:
-            raw = torch.frombuffer(buf, dtype=torch.uint8)
-            scale = 255.0
-        hwc = raw.view(h, w, 3)
-        if self.device.type != "cpu":
-            # Ship the compact integer frame and widen it on the device.
-            hwc = hwc.to(self.device, non_blocking=False)
-        out = torch.empty((3, h, w), dtype=torch.float32, device=hwc.device)
-        out.copy_(hwc.permute(2, 0, 1))
-        return out.div_(scale)
 
     def close(self) -> None:
         """Stop the decoder if it still runs and reap it. Safe to call more than once."""

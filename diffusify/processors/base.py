@@ -200,7 +200,7 @@ class Processor:
             outs = self._process_batch(moved)  # type: ignore[attr-defined]
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += len(batch)
-        return [next(iter(b.values())).with_data(o) for b, o in zip(batch, outs)]
+        return [next(iter(b.values())).with_data(o) for b, o in zip(batch, outs, strict=False)]
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
         raise NotImplementedError(f"{self.type_name} does not run yet")

@@ -20,7 +20,7 @@ ENTRY_POINT_GROUP = "diffusify.processors"
 _BUILTINS: dict[str, tuple[str, ...]] = {
     "diffusify.processors.video": ("VideoRead", "VideoWrite"),
     "diffusify.processors.image": ("ImageRead", "ImageWrite"),
-    "diffusify.processors.pattern": ("TestPattern",),
+    "diffusify.processors.synthetic": ("TestPattern", "NullSink"),
     "diffusify.processors.geometry": ("Resize", "Crop"),
     "diffusify.processors.color": ("Color",),
     "diffusify.processors.compose": ("Stack", "Blend", "Diff", "MaskComposite"),

@@ -66,12 +66,15 @@ def resolve_model(name: str) -> str:
                       "`diffusify weights pull NAME` downloads one)", param="model")
 
 
-def _post_scale(path: str) -> float | None:
+def _conversion_meta(path: str) -> tuple[float | None, str | None]:
+    """Post-scale and its resize mode carried by models converted from ncnn (None for others)."""
+    from diffusify.weights.ncnn import read_metadata
+
     try:
-        from diffusify.weights.ncnn import read_post_scale
-    except ImportError:
-        return None
-    return read_post_scale(path)
+        meta = read_metadata(path)
+    except Exception:  # not a safetensors file, or no diffusify metadata
+        return None, None
+    return meta.post_scale, meta.post_resize
 
 
 def model_meta(path: str) -> dict[str, Any]:
@@ -82,10 +85,12 @@ def model_meta(path: str) -> dict[str, Any]:
         if key not in _META_CACHE:
             desc = load_descriptor(path, "cpu")
             req = desc.size_requirements
+            post_scale, post_resize = _conversion_meta(path)
             _META_CACHE[key] = {
                 "architecture": desc.architecture.name,
                 "scale": desc.scale,
-                "post_scale": _post_scale(path),
+                "post_scale": post_scale,
+                "post_resize": post_resize,
                 "in_channels": desc.input_channels,
                 "out_channels": desc.output_channels,
                 "purpose": desc.purpose,
@@ -251,7 +256,6 @@ class SpandrelProcessor(Processor):
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` in [0, 1] -> model output, with border padding, tiling and out-of-memory backoff."""
         import torch
-        import torch.nn.functional as F
 
         from diffusify.ops.padding import crop_padding, pad_to
         from diffusify.ops.tiling import tiled
@@ -276,9 +280,10 @@ class SpandrelProcessor(Processor):
                 self.tile_backoffs = getattr(self, "tile_backoffs", 0) + 1
         y = crop_padding(y, pads, m["scale"])
         if m["post_scale"]:
-            out = self.output_stream
-            assert out is not None
-            y = F.interpolate(y, size=(out.height, out.width), mode="bicubic", align_corners=False, antialias=True)
+            from diffusify.weights.ncnn import apply_post_scale
+
+            # resize the unclamped output, as the converted graph's own Interp step does, then clamp
+            y = apply_post_scale(y, m["post_scale"], m.get("post_resize") or "bicubic")
         return y.clamp_(0, 1)
 
     def _adapt_channels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -356,7 +356,7 @@ class Engine:
             "bottleneck": bottleneck,
             "outputs": [{"node": st.plan.id, "path": st.result.get("path"), "frames": st.result.get("frames",
                                                                                                 st.frames_out)}
-                        for st in sinks if st.result],
+                        for st in sinks if st.result.get("path")],
         }
 
 

@@ -121,13 +121,21 @@ class _Checker:
         self.problems.append(Problem(self.file, line, col, dotted(path), message, "warning"))
 
 
+def _unknown(what: str, name: Any, choices: list[str] | tuple[str, ...]) -> str:
+    """``unknown KIND 'x' (did you mean 'y'?)``, or the list of valid names when none is close."""
+    hint = did_you_mean(str(name), choices)
+    if not hint:
+        hint = f" (use one of: {', '.join(choices)})" if choices else " (it takes none)"
+    return f"unknown {what} '{name}'{hint}"
+
+
 def _pydantic_message(err: Mapping[str, Any], known: list[str]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = err.get("input")
     loc = err["loc"]
     if kind == "extra_forbidden":
-        return f"unknown parameter '{loc[-1]}'{did_you_mean(str(loc[-1]), known)}"
+        return _unknown("parameter", loc[-1], known)
     if kind == "missing":
         return "required parameter is missing"
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
@@ -166,6 +174,8 @@ class RecipeValidator:
         self.max_frames = max_frames
         self.check_streams = check_streams
         self.referenced: set[str] = set()
+        self.raw_types: dict[str, Any] = {}
+        self.raw_data: Any = None
 
     # ---- top level -------------------------------------------------------------------------------------------
     def run(self) -> Validated:
@@ -178,21 +188,30 @@ class RecipeValidator:
                 c.error((), "the file is empty; a recipe needs at least 'version' and 'nodes'")
             return Validated(None, sort_problems(c.problems))
         if not isinstance(data, dict):
-            c.error((), f"a recipe is a mapping of keys (version, nodes, ...), got a {type(data).__name__}")
+            kind = {"str": "string", "int": "number", "float": "number", "bool": "true/false"}.get(
+                type(data).__name__, type(data).__name__)
+            c.error((), f"a recipe is a mapping of keys (version, nodes, ...), got a {kind}; start the file with "
+                    f"'version: {RECIPE_VERSION}' and a 'nodes:' mapping")
             return Validated(None, sort_problems(c.problems))
 
         for key in data:
             if key not in TOP_LEVEL_KEYS:
-                c.error((key,), f"unknown top-level key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}", key=True)
+                c.error((key,), _unknown("top-level key", key, TOP_LEVEL_KEYS), key=True)
         version = data.get("version")
         if "version" not in data:
             c.error((), f"missing 'version' (add 'version: {RECIPE_VERSION}')")
         elif version != RECIPE_VERSION or isinstance(version, bool):
-            c.error(("version",), f"unsupported version {version!r}; this engine reads version {RECIPE_VERSION}")
+            if isinstance(version, str) and version.strip() == str(RECIPE_VERSION):
+                c.error(("version",), f"version must be the number {RECIPE_VERSION}, not the string {version!r} "
+                        f"(write 'version: {RECIPE_VERSION}' without quotes)")
+            else:
+                c.error(("version",), f"unsupported version {version!r}; this engine reads version "
+                        f"{RECIPE_VERSION} (write 'version: {RECIPE_VERSION}')")
         for key in ("name", "description"):
             if key in data and not isinstance(data[key], str):
                 c.error((key,), f"must be a string (got {data[key]!r})")
 
+        self.raw_data = data
         params = self._params(data.get("params"))
         resolved = self._interpolate(data, params)
         devices = self._devices(resolved.get("devices"), ("devices",)) if "devices" in resolved else []
@@ -214,6 +233,14 @@ class RecipeValidator:
 
         nodes: dict[str, NodeSpec] = {}
         classes: dict[str, type[Processor]] = {}
+        self.raw_types = {str(k): v.get("type") for k, v in nodes_raw.items() if isinstance(v, dict)}
+        # a node named by another node's input is not a dead end, even when that other node has an error
+        for raw in nodes_raw.values():
+            if isinstance(raw, dict):
+                refs = raw.get("inputs")
+                for ref in [raw.get("input"), *(refs.values() if isinstance(refs, dict) else ())]:
+                    if isinstance(ref, str):
+                        self.referenced.add(ref)
         for node_id, raw in nodes_raw.items():
             spec = self._node(str(node_id), raw, list(nodes_raw))
             if spec is not None:
@@ -253,7 +280,8 @@ class RecipeValidator:
             raw = {}
         for name, value in raw.items():
             if not isinstance(name, str) or not _NAME_RE.match(name):
-                c.error(("params", name), f"bad parameter name '{name}': use letters, digits, '_' or '-'", key=True)
+                c.error(("params", name), f"bad parameter name '{name}': start with a letter or '_', then use "
+                        "letters, digits, '_' or '-'", key=True)
                 continue
             if isinstance(value, (dict, list)):
                 c.error(("params", name), "a parameter default must be a scalar (string, number, true/false)")
@@ -290,6 +318,10 @@ class RecipeValidator:
                 if m.group(0) == "$${":
                     return "${"
                 name = m.group(1)
+                if not name.strip():
+                    self.c.error(path, "empty parameter reference '${}': write '${name}', or '$${' for a "
+                                 "literal '${'")
+                    return m.group(0)
                 if name not in params:
                     self.c.error(path, f"undefined parameter '${{{name}}}'{did_you_mean(name, params)}"
                                  " (declare it under params)")
@@ -311,7 +343,7 @@ class RecipeValidator:
             else:
                 out.append(d)
         if isinstance(raw, list) and not raw:
-            self.c.error(path, "the device list is empty")
+            self.c.error(path, "the device list is empty; list at least one device, or remove the key")
         return out
 
     def _queue(self, raw: Any, path: Path) -> QueueBudget:
@@ -332,7 +364,7 @@ class RecipeValidator:
                 else:
                     q.bytes = size
             else:
-                self.c.error(path + (key,), f"unknown key '{key}'{did_you_mean(str(key), QUEUE_KEYS)}", key=True)
+                self.c.error(path + (key,), _unknown("queue key", key, QUEUE_KEYS), key=True)
         return q
 
     # ---- nodes -----------------------------------------------------------------------------------------------
@@ -340,16 +372,17 @@ class RecipeValidator:
         c = self.c
         path: Path = ("nodes", node_id)
         if not _NAME_RE.match(node_id):
-            c.error(path, f"bad node id '{node_id}': use letters, digits, '_' or '-'", key=True)
+            c.error(path, f"bad node id '{node_id}': start with a letter or '_', then use letters, digits, "
+                    "'_' or '-'", key=True)
         if not isinstance(raw, dict):
             c.error(path, "a node is a mapping with at least 'type' (e.g. {type: resize, input: src})")
             return None
         for key in raw:
             if key not in NODE_KEYS:
-                c.error(path + (key,), f"unknown node key '{key}'{did_you_mean(str(key), NODE_KEYS)}", key=True)
+                c.error(path + (key,), _unknown("node key", key, NODE_KEYS), key=True)
         type_name = raw.get("type")
         if type_name is None:
-            c.error(path, "missing 'type' (see `diffusify processors`)", key=True)
+            c.error(path, "missing 'type': add 'type: NAME' (see `diffusify processors`)", key=True)
             return None
         if not isinstance(type_name, str) or type_name not in self.registry:
             c.error(path + ("type",), f"unknown processor type '{type_name}'{self.registry.suggest(str(type_name))}"
@@ -386,11 +419,14 @@ class RecipeValidator:
                         # pydantic may append the type it tried (e.g. ('tile', 'int')): point at the field
                         while len(field_path) > 3 and field_path not in c.pos.values and field_path not in c.pos.keys:
                             field_path = field_path[:-1]
-                        c.error(field_path, _pydantic_message(err, known), key=is_key)
+                        c.error(field_path, _pydantic_message(err, known) + self._origin(field_path), key=is_key)
 
         # inputs
         inputs: dict[str, str] = {}
         ports = cls.inputs + cls.optional_inputs
+        # each wiring mistake is reported once: a malformed 'input'/'inputs' does not also count as missing ports
+        wired = True
+        suggested: set[str] = set()  # ports a misspelt port was matched to: not reported again as missing
         if "input" in raw and "inputs" in raw:
             c.error(path + ("inputs",), "use either 'input' or 'inputs', not both", key=True)
         if not ports and ("input" in raw or "inputs" in raw):
@@ -401,33 +437,48 @@ class RecipeValidator:
             if len(cls.inputs) > 1:
                 c.error(path + ("input",), f"{type_name} has several ports ({', '.join(cls.inputs)}); use "
                         f"'inputs: {{{cls.inputs[0]}: ..., {cls.inputs[1]}: ...}}'", key=True)
-                spec_ok = False
+                wired = False
             elif self._ref(ref, path + ("input",), all_ids, node_id):
                 inputs[(cls.inputs or cls.optional_inputs)[0]] = ref
+            else:
+                wired = False
         elif "inputs" in raw:
             refs = raw["inputs"]
             if not isinstance(refs, dict):
-                c.error(path + ("inputs",), "must be a mapping of port names to node ids")
+                c.error(path + ("inputs",), "must be a mapping of port names to node ids, e.g. "
+                        f"{{{', '.join(f'{p}: NODE' for p in ports)}}}")
+                wired = False
             else:
                 for port, ref in refs.items():
                     if port not in ports:
+                        hint = did_you_mean(str(port), ports)
+                        if hint:
+                            suggested.add(hint.split("'")[1])
                         c.error(path + ("inputs", port), f"unknown port '{port}' of {type_name}"
-                                f"{did_you_mean(str(port), ports)} (ports: {', '.join(ports)})", key=True)
+                                f"{hint} (ports: {', '.join(ports)})", key=True)
                     elif self._ref(ref, path + ("inputs", port), all_ids, node_id):
                         inputs[str(port)] = ref
-        if ports:
-            given = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+                    else:
+                        wired = False
+        if ports and wired:
             for port in cls.inputs:
-                if port not in inputs and port not in given and not ("input" in raw and len(cls.inputs) == 1):
-                    c.error(path, f"missing input port '{port}' of {type_name} (ports: {', '.join(cls.inputs)})",
+                if port in inputs or port in suggested:
+                    continue
+                if len(cls.inputs) == 1 and "inputs" not in raw:
+                    c.error(path, f"missing 'input': {type_name} needs an input node (add 'input: NODE_ID')",
                             key=True)
-                    spec_ok = False
+                else:
+                    c.error(path, f"missing input port '{port}' of {type_name}; add '{port}: NODE_ID' under "
+                            f"'inputs' (ports: {', '.join(cls.inputs)})", key=True)
+        if not wired or any(port not in inputs for port in cls.inputs):
+            spec_ok = False
 
         devices: list[str] = []
         if "device" in raw:
             devices = self._devices(raw["device"], path + ("device",))
             if cls.resources.device == "cpu" and any(d not in ("cpu", "auto") for d in devices):
-                c.error(path + ("device",), f"{type_name} runs on the CPU only")
+                c.error(path + ("device",), f"{type_name} runs on the CPU only; use 'device: cpu' or remove "
+                        "'device'")
         replicas = 1
         if "replicas" in raw:
             r = raw["replicas"]
@@ -447,24 +498,43 @@ class RecipeValidator:
         for ref_param in getattr(cls, "node_refs", ()):
             ref = with_raw.get(ref_param) if isinstance(with_raw, dict) else None
             if ref is not None and ref != "none":
-                self._ref(ref, path + ("with", ref_param), all_ids, node_id)
+                self._ref(ref, path + ("with", ref_param), all_ids, node_id, frames=False)
 
         if not spec_ok or params is None:
             return None
         return NodeSpec(id=node_id, type=type_name, params=params, inputs=inputs, devices=devices,
                         replicas=replicas, queue=queue, line=self.c.pos.of(path, key=True)[0])
 
-    def _ref(self, ref: Any, path: Path, all_ids: list[str], node_id: str) -> bool:
+    def _origin(self, path: Path) -> str:
+        """`` (from '${name}')`` when the value at ``path`` was written as a parameter reference."""
+        raw: Any = self.raw_data
+        for part in path:
+            if not isinstance(raw, dict):
+                return ""
+            raw = next((v for k, v in raw.items() if str(k) == str(part)), None)
+        if isinstance(raw, str) and any(m.group(1) is not None for m in _PARAM_RE.finditer(raw)):
+            return f" (from '{raw}')"
+        return ""
+
+    def _ref(self, ref: Any, path: Path, all_ids: list[str], node_id: str, *, frames: bool = True) -> bool:
+        """Check a reference to another node; ``frames``: the reference takes that node's frames."""
         if isinstance(ref, str):
             self.referenced.add(ref)
         if not isinstance(ref, str):
             self.c.error(path, f"must be a node id (got {ref!r})")
             return False
         if ref == node_id:
-            self.c.error(path, f"node '{node_id}' cannot take its own output (cycle: {node_id} -> {node_id})")
+            self.c.error(path, f"node '{node_id}' cannot take its own output (cycle: {node_id} -> {node_id}); "
+                         "take the input from another node")
             return False
         if ref not in all_ids:
             self.c.error(path, f"unknown node '{ref}'{did_you_mean(ref, all_ids)}")
+            return False
+        ref_type = self.raw_types.get(ref)
+        if frames and isinstance(ref_type, str) and ref_type in self.registry \
+                and self.registry.get(ref_type).is_sink:
+            self.c.error(path, f"node '{ref}' is a {ref_type} (a writer) and has no output; take the frames from "
+                         f"the node that feeds '{ref}' instead")
             return False
         return True
 
@@ -474,6 +544,10 @@ class RecipeValidator:
         writes: dict[str, str] = {}
         for nid, node in recipe.nodes.items():
             r, w = classes[nid].paths(node.params)
+            if any("\x00" in p for p in r + w):
+                self.c.error(("nodes", nid, "with", "path"), "the path holds a NUL character (\\0), which no file "
+                             "name can; remove it")
+                continue
             for p in r:
                 reads[os.path.realpath(p)] = nid
             for p in w:
@@ -486,7 +560,7 @@ class RecipeValidator:
             if real in reads:
                 self.c.error(("nodes", nid, "with", "path"),
                              f"output path is the input of node '{reads[real]}'; writing it would destroy the "
-                             "source (choose another output with -o)")
+                             "source: choose another output path")
 
     # ---- streams ---------------------------------------------------------------------------------------------
     def _streams(self, recipe: Recipe, classes: Mapping[str, type[Processor]], result: Validated) -> None:
@@ -543,7 +617,7 @@ def validate_file(path: str, **kwargs: Any) -> Validated:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         return Validated(None, [Problem(path, 0, 0, "", f"cannot read the recipe: {reason}")])
     return validate_text(text, path, **kwargs)

@@ -8,7 +8,7 @@ Needs (not project dependencies): ``scikit-image`` (its bundled sample photograp
 ``numpy`` and ``imageio-ffmpeg`` (for the ffmpeg binary)::
 
     python examples/media/make_sample.py            # writes sample.mp4 and sample.png beside this file
-    python examples/media/make_sample.py --out-dir /tmp/media
+    python examples/media/make_sample.py --out-dir out/media
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ STILL = 20  # frame saved as sample.png
 SAMPLE_RATE = 48_000
 
 
-def _shot_frames(image: np.ndarray, count: int, start: tuple[float, float, float], end: tuple[float, float, float]):
+def _shot_frames(
+    image: np.ndarray, count: int, start: tuple[float, float, float], end: tuple[float, float, float]
+):
     """Frames of a pan/zoom: the crop window (centre x, centre y, width) moves linearly from start to end."""
     from PIL import Image
 
@@ -63,7 +65,7 @@ def render_audio(path: Path) -> None:
     n = FRAMES * SAMPLE_RATE // FPS
     t = np.arange(n) / SAMPLE_RATE
     notes = (220.0, 277.18, 329.63, 440.0)
-    tone = sum(np.sin(2 * np.pi * f * t) * (0.8 ** k) for k, f in enumerate(notes))
+    tone = sum(np.sin(2 * np.pi * f * t) * (0.8**k) for k, f in enumerate(notes))
     envelope = np.minimum(1.0, t / 0.15) * np.minimum(1.0, (t[-1] - t) / 0.4)
     left = 0.25 * tone * envelope / len(notes)
     right = 0.25 * np.roll(tone, SAMPLE_RATE // 500) * envelope / len(notes)

@@ -1,16 +1,17 @@
-"""Synthetic source: ``pattern`` (colour bars, gradients, moving shapes, noise) for tests and benchmarks."""
+"""Synthetic ends of a pipeline for tests, previews and benchmarks: the ``pattern`` source (colour bars,
+gradients, moving shapes, noise) and the ``null`` sink (discards frames)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from diffusify.graph.stream import ColorInfo, StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, Temporal
+from diffusify.processors.base import NoParams, Params, PlanContext, Processor, Resources, Temporal
 from diffusify.processors.image import parse_fps
 
 if TYPE_CHECKING:
@@ -78,3 +79,24 @@ class TestPattern(Processor):
         disc = (((x - cx) * w / h) ** 2 + (y - cy) ** 2 < 0.02).float()
         base = torch.stack([x * 0.8, y * 0.6 + 0.2 * torch.sin(x * 20 + t * 3), 0.5 - 0.3 * x])
         return (base * (1 - disc) + disc).clamp(0, 1)
+
+
+class NullSink(Processor):
+    """Discard every frame (after waiting for its computation): measure a pipeline without encoding.
+
+    Input: ``(C, H, W)`` float32 on any device.
+    """
+
+    type_name = "null"
+    Params = NoParams
+    is_sink = True
+    temporal = Temporal.ORDERED
+    resources = Resources(device="any", max_replicas=1)
+
+    def write(self, frame: Frame) -> None:
+        if frame.data.is_cuda:
+            frame.data.cpu()  # waits for the producing kernels, as an encoder's download would
+        self.frames_done += 1
+
+    def finish(self, *, aborted: bool) -> dict[str, Any]:
+        return {"path": None, "frames": self.frames_done}

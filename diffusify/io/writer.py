@@ -1,0 +1,593 @@
+"""Encoding RGB float frames into a video file, with the source's other streams copied along.
+
+Frames go to an ffmpeg child on its stdin: raw ``rgb24``/``rgb48le`` at a constant rate, or, when every frame's
+own timestamp must be kept, a minimal Matroska stream carrying them (:mod:`diffusify.io.mkvpipe`). The RGB to
+YUV conversion uses the stream's matrix and range explicitly and the output is tagged with them.
+
+The child runs in its own session and logs to a file, so if our process is killed, even with SIGKILL, it sees
+EOF on its stdin and finalises the container with the frames it received: the output stays playable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.io.errors import MediaError
+from diffusify.io.ffmpeg import FFmpegProcess, available_encoders
+from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
+from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
+from diffusify.io.probe import MediaInfo, MediaStream, probe
+from diffusify.io.reader import tensor_to_planes
+from diffusify.runtime.frame import Frame
+
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "VideoWriter", "WriteResult"]
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    """How to drive one encoder.
+
+    Attributes:
+        pix_fmt: default output pixel format for 8-bit streams.
+        pix_fmt_high: default output pixel format when the stream is deeper than 8 bits.
+        quality_flag: the flag ``crf`` maps to (``-crf``, ``-cq``, ``-qscale:v``), None for lossless codecs.
+        default_quality: the value used when neither crf nor bitrate is given.
+        preset_flag: the flag ``preset`` maps to (``-preset``, ``-profile:v``).
+        default_preset: the preset used when none is given, None for the encoder's own default.
+        quality_args: extra arguments for constant-quality mode (dropped when a bitrate is given).
+        extra_args: arguments always passed.
+        containers: file extensions the codec can be stored in, None for no restriction known here.
+        hardware: needs a GPU at run time (NVENC).
+    """
+
+    pix_fmt: str
+    pix_fmt_high: str
+    quality_flag: str | None
+    default_quality: int | None
+    preset_flag: str | None
+    default_preset: str | None = None
+    quality_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    containers: frozenset[str] | None = None
+    hardware: bool = False
+
+
+_NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
+_NOT_WEBM = frozenset({".mkv", ".mp4", ".mov", ".avi"})
+
+CODEC_PRESETS: dict[str, CodecPreset] = {
+    "libx264": CodecPreset("yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM),
+    "libx265": CodecPreset("yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM),
+    "libsvtav1": CodecPreset("yuv420p", "yuv420p10le", "-crf", 30, "-preset", None),
+    "prores_ks": CodecPreset(
+        "yuv422p10le",
+        "yuv422p10le",
+        "-qscale:v",
+        None,
+        "-profile:v",
+        "hq",
+        containers=frozenset({".mov", ".mkv"}),
+    ),
+    "ffv1": CodecPreset(
+        "yuv444p",
+        "yuv444p10le",
+        None,
+        None,
+        None,
+        extra_args=("-level", "3", "-g", "1", "-slicecrc", "1"),
+        containers=frozenset({".mkv", ".mov", ".avi"}),
+    ),
+    "h264_nvenc": CodecPreset(
+        "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True
+    ),
+    "hevc_nvenc": CodecPreset(
+        "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True
+    ),
+    "av1_nvenc": CodecPreset("yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True),
+}
+
+# Extension -> ffmpeg muxer.
+CONTAINERS: dict[str, str] = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
+CONTAINERS[".webm"] = "webm"
+
+_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+# Audio codecs a muxer rejects in stream copy, and what to re-encode them to.
+_AUDIO_REJECTED: dict[str, tuple[frozenset[str], str]] = {
+    "mov": (frozenset({"flac", "opus"}), "aac"),
+    "avi": (frozenset({"opus", "vorbis"}), "aac"),
+}
+_WEBM_AUDIO = frozenset({"opus", "vorbis"})
+
+
+@dataclass
+class WriteResult:
+    """What a finished write produced.
+
+    Attributes:
+        path: the output file.
+        frames: frames handed to the encoder.
+        duration: duration of the output's video stream in seconds, None when it could not be measured.
+        warnings: one line per thing the user should know (dropped streams, timing drift...).
+    """
+
+    path: str
+    frames: int
+    duration: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+class VideoWriter:
+    """Encode frames into a video file.
+
+    Args:
+        path: output file; the container follows the extension (.mkv, .mp4, .m4v, .mov, .avi, .webm).
+        stream: the stream being written (size, rate, colour tags, sample aspect ratio, bit depth).
+        codec: ffmpeg encoder name; the built-in presets are in :data:`CODEC_PRESETS`.
+        crf: constant-quality value (the codec's own scale); defaults per codec.
+        bitrate: target bitrate such as ``8M`` instead of constant quality.
+        preset: encoder speed preset (``slow``, ``p5``... or ProRes profile ``hq``).
+        pix_fmt: output pixel format; defaults per codec and the stream's bit depth. Formats above 8 bits are
+            fed from 16-bit RGB, so their extra precision is real.
+        extra_args: raw ffmpeg output options appended last.
+        copy_from: probe result of a source whose audio, subtitle and attachment streams, chapters and
+            metadata are copied into the output.
+        copy_range: ``(start, end)`` in seconds of the source's video timeline (relative to its first frame)
+            to which the copied streams are trimmed; ``end`` None for the rest.
+        use_timestamps: keep each frame's ``pts`` (within 1 ms) instead of a constant rate; for variable frame
+            rate sources.
+        overwrite: replace an existing file.
+
+    Raises:
+        MediaError: unknown container or encoder, refused overwrite, output equal to the source...
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        stream: StreamInfo,
+        *,
+        codec: str = "libx264",
+        crf: int | None = None,
+        bitrate: str | None = None,
+        preset: str | None = None,
+        pix_fmt: str | None = None,
+        extra_args: Sequence[str] = (),
+        copy_from: MediaInfo | None = None,
+        copy_range: tuple[Fraction, Fraction | None] | None = None,
+        use_timestamps: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.stream = stream
+        self.codec = codec
+        self.use_timestamps = use_timestamps
+        self.warnings: list[str] = []
+        self._frames = 0
+        self._first_pts: Fraction | None = None
+        self._last_ticks: int | None = None
+        self._last_pts: Fraction | None = None
+        self._proc: FFmpegProcess | None = None
+        self._result: WriteResult | None = None
+        self._copy_seeks = False
+
+        suffix = self.path.suffix.lower()
+        if suffix not in CONTAINERS:
+            raise MediaError(
+                f"{self.path}: unsupported output extension '{suffix or '(none)'}' "
+                f"(use one of {', '.join(sorted(CONTAINERS))})"
+            )
+        self._suffix = suffix
+        self._muxer = CONTAINERS[suffix]
+        preset_info = self._check_codec(codec)
+        if crf is not None and bitrate is not None:
+            raise MediaError(f"{self.path}: give either crf or bitrate, not both")
+        if stream.width <= 0 or stream.height <= 0:
+            raise MediaError(f"{self.path}: invalid frame size {stream.width}x{stream.height}")
+        if not stream.fps or stream.fps <= 0:
+            raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
+        self.pix_fmt = pix_fmt or (
+            (preset_info.pix_fmt_high if stream.bit_depth > 8 else preset_info.pix_fmt)
+            if preset_info
+            else ("yuv420p10le" if stream.bit_depth > 8 else "yuv420p")
+        )
+        self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
+        self._in_fmt = planar_rgb_format(self._high)
+        self._frame_bytes = stream.width * stream.height * 3 * (2 if self._high else 1)
+        if use_timestamps and self._in_fmt == "gbrp16be":  # pragma: no cover - big endian only
+            raise MediaError(f"{self.path}: exact timestamps need a little-endian machine")
+        self._mkv = (
+            MatroskaRawPipe(stream.width, stream.height, self._in_fmt, stream.fps) if use_timestamps else None
+        )
+
+        self._check_paths(copy_from, overwrite)
+        args = self._command(
+            preset_info, crf, bitrate, preset, list(extra_args), copy_from, copy_range, overwrite
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = FFmpegProcess(args, stdin_pipe=True)
+        if self._mkv is not None:
+            self._send(self._mkv.header(), frame_index=0)
+
+    # -- setup -------------------------------------------------------------------------------------------------
+
+    def _check_codec(self, codec: str) -> CodecPreset | None:
+        encoders = available_encoders()
+        if codec not in encoders:
+            known = sorted(set(CODEC_PRESETS) & encoders)
+            close = difflib.get_close_matches(codec, sorted(encoders), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise MediaError(
+                f"{self.path}: encoder '{codec}' is not available in the bundled ffmpeg ({hint}"
+                f"presets: {', '.join(known)})"
+            )
+        preset_info = CODEC_PRESETS.get(codec)
+        if preset_info and preset_info.containers is not None and self._suffix not in preset_info.containers:
+            raise MediaError(
+                f"{self.path}: {codec} cannot be stored in a {self._suffix} file "
+                f"(use {', '.join(sorted(preset_info.containers))})"
+            )
+        return preset_info
+
+    def _check_paths(self, copy_from: MediaInfo | None, overwrite: bool) -> None:
+        if copy_from is not None:
+            source = Path(copy_from.path)
+            same = self.path.resolve() == source.resolve()
+            if not same and self.path.exists() and source.exists():
+                same = os.path.samefile(self.path, source)
+            if same:
+                raise MediaError(
+                    f"{self.path}: the output would overwrite its own source; choose another path"
+                )
+        if self.path.is_dir():
+            raise MediaError(f"{self.path}: is a folder; give a file name with an extension")
+        if self.path.exists() and not overwrite:
+            raise MediaError(f"{self.path}: already exists; pass --overwrite to replace it")
+
+    def _color_args(self) -> tuple[list[str], list[str]]:
+        """Filters that convert planar RGB to the output format, and the output's colour tag options."""
+        color = self.stream.color
+        chain, matrix, rng = from_rgb_filter(color, self.pix_fmt)
+        filters = [chain]
+        tags: list[str] = []
+        setparams: list[str] = []
+        if matrix is not None and rng is not None:
+            setparams += [f"colorspace={matrix}", f"range={rng}"]
+            tags += ["-colorspace", matrix, "-color_range", rng]
+        if color.primaries:
+            setparams.append(f"color_primaries={color.primaries}")
+            tags += ["-color_primaries", color.primaries]
+        if color.transfer:
+            setparams.append(f"color_trc={color.transfer}")
+            tags += ["-color_trc", color.transfer]
+        # The encoder takes its tags from the frames; output options alone are not enough. And the output
+        # options must agree with the frames, or ffmpeg converts them once more to what the options say.
+        if setparams:
+            filters.append("setparams=" + ":".join(setparams))
+        if self.stream.sar != 1:
+            filters.append(f"setsar={self.stream.sar.numerator}/{self.stream.sar.denominator}")
+        return filters, tags
+
+    def _command(
+        self,
+        preset_info: CodecPreset | None,
+        crf: int | None,
+        bitrate: str | None,
+        preset: str | None,
+        extra_args: list[str],
+        copy_from: MediaInfo | None,
+        copy_range: tuple[Fraction, Fraction | None] | None,
+        overwrite: bool,
+    ) -> list[str]:
+        s = self.stream
+        args = ["-v", "warning", "-nostats", "-y" if overwrite else "-n"]
+        if self._mkv is not None:
+            args += ["-f", "matroska", "-i", "pipe:0"]
+        else:
+            fps = f"{s.fps.numerator}/{s.fps.denominator}"
+            args += [
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                self._in_fmt,
+                "-s",
+                f"{s.width}x{s.height}",
+                "-framerate",
+                fps,
+            ]
+            args += ["-i", "pipe:0"]
+
+        copy_args: list[str] = []
+        if copy_from is not None:
+            args += self._copy_input(copy_from, copy_range)
+            copy_args = self._copy_maps(copy_from)
+
+        filters, tags = self._color_args()
+        args += ["-map", "0:v:0", "-vf", ",".join(filters), "-c:v", self.codec, "-pix_fmt", self.pix_fmt]
+        if preset_info is not None:
+            if bitrate is not None:
+                args += ["-b:v", bitrate]
+            elif preset_info.quality_flag is not None:
+                quality = crf if crf is not None else preset_info.default_quality
+                if quality is not None:
+                    args += [preset_info.quality_flag, str(quality), *preset_info.quality_args]
+            elif crf is not None:
+                self.warnings.append(f"{self.path}: {self.codec} is lossless; crf {crf} is ignored")
+            chosen_preset = preset or preset_info.default_preset
+            if chosen_preset is not None and preset_info.preset_flag is not None:
+                args += [preset_info.preset_flag, chosen_preset]
+            args += list(preset_info.extra_args)
+        else:
+            if bitrate is not None:
+                args += ["-b:v", bitrate]
+            elif crf is not None:
+                args += ["-crf", str(crf)]
+            if preset is not None:
+                args += ["-preset", preset]
+        if self.codec == "libx265" and self._muxer in ("mp4", "mov"):
+            # Apple players only accept HEVC tagged hvc1.
+            args += ["-tag:v", "hvc1"]
+        args += tags
+        if self._mkv is not None:
+            # Keep every frame's own time: no duplication or dropping towards a constant rate, and the pipe's
+            # microsecond time base on the encoder instead of 1/rate, which would round the times to a grid.
+            args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
+        else:
+            args += ["-fps_mode", "cfr"]
+        args += copy_args
+        args += list(extra_args)
+        args += ["-f", self._muxer, str(self.path)]
+        return args
+
+    def _copy_input(
+        self, source: MediaInfo, copy_range: tuple[Fraction, Fraction | None] | None
+    ) -> list[str]:
+        args: list[str] = []
+        if copy_range is not None:
+            begin, end = copy_range
+            begin = Fraction(begin)
+            if begin > 0:
+                self._copy_seeks = True
+                # -ss counts from the container start; the range is on the video's timeline.
+                offset = source.video_start - Fraction(source.start_time).limit_denominator(1000000)
+                args += ["-ss", f"{max(0.0, float(begin + offset)):.6f}"]
+            if end is not None:
+                length = Fraction(end) - begin
+                if length <= 0:
+                    raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
+                args += ["-t", f"{float(length):.6f}"]
+        return [*args, "-i", source.path]
+
+    def _copy_maps(self, source: MediaInfo) -> list[str]:
+        """Map and codec options for the source's audio, subtitle and attachment streams."""
+        maps: list[str] = []
+        codecs: list[str] = []
+        out_index = 1
+        muxer = self._muxer
+        name = source.path
+
+        def add(stream: MediaStream, codec: str) -> None:
+            nonlocal out_index
+            # Output stream 0 is the video from the pipe; the copied streams follow in mapping order.
+            maps.extend(["-map", f"1:{stream.index}"])
+            codecs.extend([f"-c:{out_index}", codec])
+            out_index += 1
+
+        for st in source.streams:
+            if st.kind == "audio":
+                target = "copy"
+                if muxer == "webm" and st.codec not in _WEBM_AUDIO:
+                    target = "libopus"
+                elif muxer in _AUDIO_REJECTED and st.codec in _AUDIO_REJECTED[muxer][0]:
+                    target = _AUDIO_REJECTED[muxer][1]
+                if target != "copy":
+                    self.warnings.append(
+                        f"{self.path}: {name} audio stream {st.index} ({st.codec}) cannot be stored in "
+                        f"{self._suffix}; re-encoded to {target}"
+                    )
+                add(st, target)
+            elif st.kind == "subtitle":
+                if muxer == "matroska":
+                    add(st, "copy")
+                elif muxer in ("mp4", "mov") and st.codec in _TEXT_SUBTITLES:
+                    add(st, "mov_text")
+                elif muxer == "webm" and st.codec in _TEXT_SUBTITLES:
+                    add(st, "webvtt")
+                else:
+                    self.warnings.append(
+                        f"{self.path}: {name} subtitle stream {st.index} ({st.codec}) cannot be stored in "
+                        f"{self._suffix}; dropped (use .mkv to keep it)"
+                    )
+            elif st.kind == "attachment":
+                if muxer == "matroska":
+                    add(st, "copy")
+                else:
+                    self.warnings.append(
+                        f"{self.path}: {name} attachment stream {st.index} ({st.codec}) cannot be stored in "
+                        f"{self._suffix}; dropped (use .mkv to keep it)"
+                    )
+        args = maps + codecs + ["-map_metadata", "1", "-map_chapters", "1"]
+        if self._copy_seeks:
+            # The seek lands on a keyframe before the cut; without this the copied packets from before it are
+            # kept, and the muxer shifts every stream, video included, to make their times non-negative.
+            args += ["-copypriorss", "0"]
+        video = next((st for st in source.streams if st.index == source.video_index), None)
+        if video is not None and video.language:
+            args += ["-metadata:s:v:0", f"language={video.language}"]
+        return args
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _send(self, data: bytes | memoryview, *, frame_index: int) -> None:
+        proc = self._proc
+        if proc is None or proc.proc.stdin is None or proc.proc.stdin.closed:
+            raise MediaError(f"{self.path}: the writer is closed")
+        try:
+            proc.proc.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError):
+            rc = proc.finish(timeout=30)
+            self._proc = None
+            raise MediaError(self._failure_message(rc, proc, f"at frame {frame_index}")) from None
+
+    def _failure_message(self, rc: int | None, proc: FFmpegProcess, where: str) -> str:
+        reason = proc.tail()
+        preset_info = CODEC_PRESETS.get(self.codec)
+        if preset_info is not None and preset_info.hardware:
+            return (
+                f"{self.path}: encoder {self.codec} failed {where} (NVENC needs an NVIDIA GPU and driver; "
+                f"ffmpeg exit {rc}: {reason})"
+            )
+        return f"{self.path}: ffmpeg failed {where} (exit {rc}): {reason}"
+
+    def _frame_bytes_of(self, frame: Frame) -> memoryview:
+        data = frame.data.detach()
+        if data.dim() == 4 and data.shape[0] == 1:
+            data = data[0]
+        if data.dim() != 3:
+            raise MediaError(
+                f"{self.path}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)"
+            )
+        channels, height, width = data.shape
+        if (height, width) != (self.stream.height, self.stream.width):
+            raise MediaError(
+                f"{self.path}: frame {frame.index} is {width}x{height}, the output was opened for "
+                f"{self.stream.width}x{self.stream.height}"
+            )
+        if channels == 4:
+            data = data[:3]
+        elif channels not in (1, 3):
+            raise MediaError(f"{self.path}: frame {frame.index} has {channels} channels, expected 1, 3 or 4")
+        return tensor_to_planes(data, self._high)
+
+    def write(self, frame: Frame) -> None:
+        """Encode one frame.
+
+        Args:
+            frame: RGB ``(3, H, W)`` (or 1-channel, or RGBA whose alpha is dropped) float tensor in [0, 1].
+
+        Raises:
+            MediaError: wrong frame size, timestamps going backwards, or ffmpeg failed.
+        """
+        if self._result is not None:
+            raise MediaError(f"{self.path}: write() after close()")
+        payload = self._frame_bytes_of(frame)
+        if self._mkv is not None:
+            pts = Fraction(frame.pts)
+            ticks = round(pts * (10**9 // TIMESTAMP_SCALE_NS))
+            if ticks < 0:
+                raise MediaError(
+                    f"{self.path}: frame {frame.index} has a negative timestamp {float(pts):.6f} s"
+                )
+            if self._last_ticks is not None and ticks <= self._last_ticks:
+                raise MediaError(
+                    f"{self.path}: frame {frame.index} timestamp {float(pts):.6f} s does not increase "
+                    f"(previous {float(self._last_pts or 0):.6f} s)"
+                )
+            self._send(self._mkv.frame_prefix(ticks, len(payload)), frame_index=frame.index)
+            self._send(payload, frame_index=frame.index)
+            self._last_ticks = ticks
+        else:
+            self._send(payload, frame_index=frame.index)
+        if self._first_pts is None:
+            self._first_pts = Fraction(frame.pts)
+        self._last_pts = Fraction(frame.pts)
+        self._frames += 1
+
+    def close(self) -> WriteResult:
+        """Finish the file: flush the encoder, write the trailer, check the result.
+
+        Returns:
+            The :class:`WriteResult`; calling again returns the same result.
+
+        Raises:
+            MediaError: ffmpeg failed.
+        """
+        if self._result is not None:
+            return self._result
+        proc = self._proc
+        if proc is None:
+            raise MediaError(f"{self.path}: the encoder already failed")
+        self._proc = None
+        rc = proc.finish()
+        if rc != 0:
+            message = self._failure_message(rc, proc, "while finishing the file")
+            proc.close_log()
+            raise MediaError(message)
+        proc.close_log()
+        self._result = self._check_output()
+        return self._result
+
+    def abort(self) -> WriteResult:
+        """Finalise the file at once with the frames written so far; never raises.
+
+        Returns:
+            The :class:`WriteResult` of what was kept.
+        """
+        if self._result is not None:
+            return self._result
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            rc = proc.finish(timeout=60)
+            if rc != 0:
+                self.warnings.append(self._failure_message(rc, proc, "while finishing the aborted file"))
+            proc.close_log()
+        try:
+            self._result = self._check_output()
+        except MediaError as exc:
+            self._result = WriteResult(str(self.path), self._frames, None, [*self.warnings, str(exc)])
+        return self._result
+
+    def _check_output(self) -> WriteResult:
+        if self._frames == 0:
+            self.warnings.append(f"{self.path}: no frames were written")
+            return WriteResult(str(self.path), 0, None, list(self.warnings))
+        info = probe(self.path)
+        duration = float(info.video_duration) if info.video_duration is not None else info.duration
+        fps = self.stream.fps
+        frame = 1 / fps
+        if info.video is None or info.video.frames != self._frames:
+            got = info.video.frames if info.video is not None else 0
+            self.warnings.append(f"{self.path}: the output holds {got} frames, {self._frames} were written")
+        if info.video_duration is not None:
+            if self._mkv is not None and self._first_pts is not None and self._last_pts is not None:
+                expected = self._last_pts - self._first_pts + frame
+            else:
+                expected = self._frames * frame
+            drift = abs(info.video_duration - expected)
+            if drift > frame:
+                self.warnings.append(
+                    f"{self.path}: output video lasts {float(info.video_duration):.3f} s, expected "
+                    f"{float(expected):.3f} s (drift of more than one frame)"
+                )
+        return WriteResult(str(self.path), self._frames, duration, list(self.warnings))
+
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return self._frames
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        # Closing stdin lets a forgotten encoder finalise instead of waiting forever.
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.proc.stdin is not None and not proc.proc.stdin.closed:
+            try:
+                proc.proc.stdin.close()
+            except OSError:
+                pass

@@ -1,0 +1,281 @@
+"""Encoding: exact rates and timestamps, stream copy, refusals, failures, and files that survive a SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusify.graph.stream import StreamInfo
+from diffusify.io import MediaError, VideoReader, VideoWriter, probe
+from diffusify.io.ffmpeg import run_ffmpeg
+from diffusify.runtime.frame import Frame
+from tests._media import count_decodable_frames, make_av_clip, make_clip, stream_span
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def noise_frames(n: int, width: int = 64, height: int = 48, fps: Fraction = Fraction(25)) -> list[Frame]:
+    gen = torch.Generator().manual_seed(0)
+    return [Frame(i, i / fps, torch.rand(3, height, width, generator=gen)) for i in range(n)]
+
+
+def write_all(writer: VideoWriter, frames: list[Frame]) -> None:
+    for frame in frames:
+        writer.write(frame)
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_vfr_timestamps_survive_within_a_millisecond(tmp_path: Path, ext: str) -> None:
+    vf = "settb=1/1000,setpts='(N + 0.37*gte(N,3) + 2*gte(N,7) + 0.5*gte(N,11))/(25*TB)'"
+    src = make_clip(
+        tmp_path / "vfr.mkv", frames=16, vf=vf, extra=("-fps_mode", "vfr", "-enc_time_base", "1/1000")
+    )
+    info = probe(src)
+    assert info.video is not None and info.video.vfr
+    out = tmp_path / f"out{ext}"
+    with VideoReader(str(src), info) as reader, VideoWriter(out, info.video, use_timestamps=True) as writer:
+        write_all(writer, list(reader))
+    result = writer.close()
+    assert result.frames == 16 and result.warnings == []
+    got = probe(out)
+    assert got.video is not None and got.video.vfr and got.video.frames == 16
+    for a, b in zip(info.timestamps, got.timestamps, strict=True):
+        assert abs(a - b) <= Fraction(1, 1000), (float(a), float(b))
+
+
+def test_constant_rate_is_exact(tmp_path: Path) -> None:
+    fps = Fraction(30000, 1001)
+    out = tmp_path / "deep" / "folder" / "ntsc.mp4"
+    with VideoWriter(out, StreamInfo(64, 48, fps=fps)) as writer:
+        write_all(writer, noise_frames(15, fps=fps))
+    result = writer.close()
+    assert result.frames == 15 and result.warnings == []
+    assert result.duration == pytest.approx(float(15 / fps), abs=1e-3)
+    info = probe(out)
+    assert info.video is not None and info.video.fps == fps and not info.video.vfr
+    assert info.timestamps == tuple(i / fps for i in range(15))
+
+
+def test_mask_and_rgba_frames_and_wrong_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "mask.mkv"
+    mask = torch.linspace(0, 1, 64).repeat(1, 48, 1)
+    with VideoWriter(
+        out, StreamInfo(64, 48, channels=1, kind="mask"), codec="ffv1", pix_fmt="yuv444p"
+    ) as writer:
+        writer.write(Frame(0, Fraction(0), mask))
+        writer.write(Frame(1, Fraction(1, 25), torch.cat([mask.expand(3, -1, -1), torch.ones(1, 48, 64)])))
+        with pytest.raises(MediaError, match="32x48, the output was opened for 64x48"):
+            writer.write(Frame(2, Fraction(2, 25), torch.zeros(3, 48, 32)))
+    back = list(VideoReader(str(out), probe(out)))
+    assert len(back) == 2
+    for frame in back:
+        assert (frame.data - mask).abs().max() < 2 / 255
+
+
+def test_stream_copy_into_mkv(tmp_path: Path) -> None:
+    src = make_av_clip(tmp_path / "av.mkv", tmp_path)
+    info = probe(src)
+    assert info.video is not None
+    out = tmp_path / "out.mkv"
+    with VideoReader(str(src), info) as reader, VideoWriter(out, info.video, copy_from=info) as writer:
+        write_all(writer, list(reader))
+    result = writer.close()
+    assert result.warnings == []
+    got = probe(out)
+    kinds = {(s.kind, s.codec, s.language, s.title) for s in got.streams if s.kind != "attachment"}
+    assert ("audio", "aac", "eng", None) in kinds
+    assert ("subtitle", "subrip", "fre", "French subs") in kinds
+    assert [s.kind for s in got.streams].count("attachment") == 1
+    assert got.chapters == 2
+    log = run_ffmpeg(["-i", str(out)], check=False).stderr.decode()
+    assert "Test clip" in log  # global metadata
+    frame = 1 / info.video.fps
+    assert got.duration is not None and info.duration is not None
+    assert abs(got.duration - info.duration) <= frame
+
+
+def test_stream_copy_into_mp4_converts_subtitles_and_drops_attachments(tmp_path: Path) -> None:
+    src = make_av_clip(tmp_path / "av.mkv", tmp_path)
+    info = probe(src)
+    assert info.video is not None
+    out = tmp_path / "out.mp4"
+    with VideoReader(str(src), info) as reader, VideoWriter(out, info.video, copy_from=info) as writer:
+        write_all(writer, list(reader))
+    result = writer.close()
+    assert any("attachment" in w and "dropped" in w for w in result.warnings)
+    got = probe(out)
+    # (ffmpeg stores mp4 chapters in an extra data track too.)
+    media = [(s.kind, s.codec) for s in got.streams if s.kind != "data"]
+    assert media == [("video", "h264"), ("audio", "aac"), ("subtitle", "mov_text")]
+    assert got.chapters == 2
+    assert got.streams_of("audio")[0].language == "eng"
+    assert got.duration is not None and info.duration is not None
+    assert abs(got.duration - info.duration) <= float(1 / info.video.fps)
+
+
+def test_copy_range_trims_the_copied_streams(tmp_path: Path) -> None:
+    src = make_av_clip(tmp_path / "av.mkv", tmp_path, frames=30)
+    info = probe(src)
+    assert info.video is not None
+    start, end = 6, 18
+    out = tmp_path / "part.mkv"
+    copy_range = (info.timestamps[start], info.timestamps[end])
+    with (
+        VideoReader(str(src), info, start=start, end=end) as reader,
+        VideoWriter(out, info.video, copy_from=info, copy_range=copy_range) as writer,
+    ):
+        write_all(writer, list(reader))
+    got = probe(out)
+    assert got.video is not None and got.video.frames == 12
+    frame = float(1 / info.video.fps)
+    audio = got.streams_of("audio")
+    assert audio and audio[0].codec == "aac"
+    # Copied audio is cut at packet boundaries: within a frame of the video's span.
+    first, last = stream_span(out, "a:0")
+    assert abs(first) <= frame and abs(last - float(12 / info.video.fps)) <= frame
+    # The second subtitle cue (0.4 s in the source) moves with the cut.
+    sub_first, _ = stream_span(out, "s:0")
+    assert sub_first == pytest.approx(0.4 - float(copy_range[0]), abs=frame)
+
+
+def test_ten_bit_default_pix_fmt_and_precision(tmp_path: Path) -> None:
+    ramp = torch.linspace(0, 1, 256).repeat(3, 16, 1)  # 256 columns of distinct levels per 1/255 step...
+    fine = ramp * (200 / 255)  # ...squeezed so that 8 bits would merge neighbours
+    out = tmp_path / "ten.mkv"
+    with VideoWriter(
+        out, StreamInfo(256, 16, fps=Fraction(25), bit_depth=10), codec="libx264", crf=0
+    ) as writer:
+        writer.write(Frame(0, Fraction(0), fine))
+    info = probe(out)
+    assert info.pix_fmt == "yuv420p10le"
+    back = next(iter(VideoReader(str(out), info))).data
+    assert torch.unique(torch.round(back[1] * 65535)).numel() > 210
+    assert (back - fine).abs().mean() < 1 / 1023
+
+
+def test_overwrite_and_same_path_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "exists.mkv"
+    out.write_bytes(b"precious")
+    stream = StreamInfo(64, 48)
+    with pytest.raises(MediaError, match="--overwrite"):
+        VideoWriter(out, stream)
+    assert out.read_bytes() == b"precious"
+    with VideoWriter(out, stream, overwrite=True) as writer:
+        write_all(writer, noise_frames(2))
+    assert probe(out).video is not None
+
+    src = make_clip(tmp_path / "src.mkv", frames=3)
+    with pytest.raises(MediaError, match="its own source"):
+        VideoWriter(src, stream, copy_from=probe(src), overwrite=True)
+    with pytest.raises(MediaError, match="extension"):
+        VideoWriter(tmp_path / "out.xyz", stream)
+
+
+def test_bad_encoder_and_bad_container(tmp_path: Path) -> None:
+    stream = StreamInfo(64, 48)
+    with pytest.raises(MediaError, match="libx26") as err:
+        VideoWriter(tmp_path / "a.mkv", stream, codec="libx246")
+    assert "not available" in str(err.value)
+    with pytest.raises(MediaError, match="ffv1 cannot be stored in a .mp4"):
+        VideoWriter(tmp_path / "a.mp4", stream, codec="ffv1")
+    with pytest.raises(MediaError, match="either crf or bitrate"):
+        VideoWriter(tmp_path / "a.mkv", stream, crf=20, bitrate="2M")
+    assert not (tmp_path / "a.mkv").exists()
+
+
+def test_ffmpeg_dying_early_is_a_media_error(tmp_path: Path) -> None:
+    frames = noise_frames(40, 320, 240)
+    with pytest.raises(MediaError, match=r"bad\.mkv: ffmpeg failed .*not_an_option"):
+        writer = VideoWriter(tmp_path / "bad.mkv", StreamInfo(320, 240), extra_args=["-not_an_option", "1"])
+        write_all(writer, frames)
+        writer.close()
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="an NVIDIA driver is present")
+def test_nvenc_without_a_gpu_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="NVENC needs an NVIDIA GPU"):
+        writer = VideoWriter(tmp_path / "gpu.mp4", StreamInfo(320, 240), codec="h264_nvenc")
+        write_all(writer, noise_frames(40, 320, 240))
+        writer.close()
+
+
+def test_duration_drift_is_reported(tmp_path: Path) -> None:
+    out = tmp_path / "drift.mkv"
+    # Doubling the stored times behind the writer's back makes the file twice as long as its frames say.
+    with VideoWriter(
+        out, StreamInfo(64, 48), codec="ffv1", extra_args=["-bsf:v", "setts=ts=2*PTS"]
+    ) as writer:
+        write_all(writer, noise_frames(10))
+    assert any("drift" in w for w in writer.close().warnings)
+
+
+def test_abort_keeps_what_was_written(tmp_path: Path) -> None:
+    out = tmp_path / "aborted.mp4"
+    writer = VideoWriter(out, StreamInfo(64, 48))
+    write_all(writer, noise_frames(6))
+    result = writer.abort()
+    assert result.frames == 6
+    assert count_decodable_frames(out) == 6
+
+
+KILLED_WRITER = """
+import sys, time
+from fractions import Fraction
+import torch
+from diffusify.graph.stream import StreamInfo
+from diffusify.io.writer import VideoWriter
+from diffusify.runtime.frame import Frame
+
+path, use_ts = sys.argv[1], sys.argv[2] == "1"
+writer = VideoWriter(path, StreamInfo(64, 48, fps=Fraction(25)), preset="ultrafast", use_timestamps=use_ts)
+gen = torch.Generator().manual_seed(0)
+for i in range(100000):
+    writer.write(Frame(i, Fraction(i, 25), torch.rand(3, 48, 64, generator=gen)))
+    if i == 25:
+        print(writer._proc.pid, flush=True)
+    time.sleep(0.002)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] == "Z"  # exited, waiting to be reaped by init
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and SIGKILL")
+@pytest.mark.parametrize(("ext", "use_ts"), [(".mkv", False), (".mp4", False), (".mp4", True)])
+def test_output_stays_playable_after_sigkill(tmp_path: Path, ext: str, use_ts: bool) -> None:
+    out = tmp_path / f"killed{ext}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(out), "1" if use_ts else "0"],
+        stdout=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, "the writing process did not start"
+    ffmpeg_pid = int(line)
+    time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    deadline = time.monotonic() + 30
+    while not _gone(ffmpeg_pid):
+        assert time.monotonic() < deadline, "ffmpeg did not finish after its producer died"
+        time.sleep(0.05)
+    decoded = count_decodable_frames(out)
+    assert decoded > 25
+    info = probe(out)
+    assert info.video is not None and info.video.frames == decoded

@@ -1,0 +1,170 @@
+"""Stopping safely: SIGINT/SIGTERM on a real `diffusify run`, failures mid-run, no stray ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+from diffusify import PipelineError, run
+
+
+def count_frames(path: Path) -> int:
+    """Decode the whole file with ffmpeg and count the frames (fails if it does not decode)."""
+    out = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-f",
+            "framecrc",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(1 for line in out.splitlines() if line and not line.startswith("#"))
+
+
+def ffmpeg_children_of(pid: int) -> list[int]:
+    """ffmpeg processes whose parent is ``pid`` (they run in their own session, so check by parent)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("PPid", "").strip() == str(pid) and "ffmpeg" in fields.get("Name", ""):
+            found.append(int(entry.name))
+    return found
+
+
+def _endless_recipe(tmp_path: Path, suffix: str = ".mkv") -> tuple[Path, Path]:
+    out = tmp_path / f"out{suffix}"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{kind: moving, width: 320, height: 240, frames: 1000000}}}}
+  big: {{type: resize, input: src, with: {{scale: 2, method: bicubic}}}}
+  out: {{type: video.write, input: big, with: {{path: "{out}", codec: libx264, preset: ultrafast}}}}
+""")
+    return recipe, out
+
+
+def _start(recipe: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "diffusify", "run", str(recipe), "--json-events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def _wait_for_frames(proc: subprocess.Popen[str], n: int) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "progress" and event["frames"] >= n:
+            return
+        assert time.monotonic() < deadline, "no progress"
+    raise AssertionError(f"run ended early: {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_sigint_drains_finalises_and_exits_130(tmp_path, suffix):
+    recipe, out = _endless_recipe(tmp_path, suffix)
+    proc = _start(recipe, tmp_path)
+    _wait_for_frames(proc, 10)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    final = [e for e in events if e["event"] == "interrupted" and "summary" in e][-1]
+    written = final["summary"]["outputs"][0]["frames"]
+    assert written >= 10
+    assert f"wrote {written} frames to {out}" in stderr
+    assert count_frames(out) == written
+    assert ffmpeg_children_of(proc.pid) == []
+
+
+def test_second_sigint_stops_within_two_seconds_and_output_plays(tmp_path):
+    recipe, out = _endless_recipe(tmp_path)
+    proc = _start(recipe, tmp_path)
+    _wait_for_frames(proc, 5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 2.5
+    assert proc.returncode == 130
+    assert count_frames(out) > 0
+
+
+def test_sigterm_is_handled_like_sigint(tmp_path):
+    recipe, out = _endless_recipe(tmp_path)
+    proc = _start(recipe, tmp_path)
+    _wait_for_frames(proc, 5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert count_frames(out) >= 5
+
+
+def test_failure_mid_run_keeps_output_and_leaves_no_ffmpeg(tmp_path, registry):
+    out = tmp_path / "o.mkv"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{width: 64, height: 48, frames: 500}}}}
+  bad: {{type: test.slow, input: src, with: {{ms: 1, fail_at: 40}}}}
+  out: {{type: video.write, input: bad, with: {{path: "{out}"}}}}
+""")
+    t0 = time.monotonic()
+    with pytest.raises(PipelineError) as info:
+        run(str(recipe), registry=registry, handle_signals=False)
+    assert time.monotonic() - t0 < 10
+    assert (info.value.node, info.value.frame) == ("bad", 40)
+    written = info.value.summary["outputs"][0]["frames"]
+    assert 0 < written <= 40
+    assert count_frames(out) == written
+    assert ffmpeg_children_of(os.getpid()) == []
+
+
+def test_cli_failure_exits_1_with_one_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{width: 64, height: 48, frames: 5}}}}
+  out: {{type: video.write, input: src, with: {{path: "{tmp_path / "o.mkv"}", extra_args: ["-bogus_option", "1"]}}}}
+""")
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffusify", "run", "-q", str(recipe)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("diffusify: node 'out' (video.write)")

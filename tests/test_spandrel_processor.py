@@ -1,0 +1,181 @@
+"""spandrel models inside the engine: plan-time scale, exact outputs, tiling without seams, OOM backoff."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from diffusify import run
+from diffusify.processors.spandrel import OutOfMemory, UpscaleSpandrel, load_descriptor
+from diffusify.spec.validate import validate_file
+from tests.conftest import ROOT, CollectSink
+
+BUNDLED = ROOT / "weights" / "realesr-animevideov3-x2.safetensors"
+SAMPLE = ROOT / "examples" / "media" / "sample.png"
+
+
+def _compact(tmp_path: Path, scale: int = 2, name: str = "compact.safetensors") -> Path:
+    from spandrel.architectures.Compact import Compact as SRVGGNetCompact
+
+    torch.manual_seed(1)
+    net = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale)
+    path = tmp_path / name
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def _esrgan(tmp_path: Path) -> Path:
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    torch.manual_seed(2)
+    net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
+    path = tmp_path / "esrgan.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def _span(tmp_path: Path) -> Path:
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(3)
+    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
+    path = tmp_path / "span.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def _recipe(write_recipe, model: Path, extra: str = "", size: str = "width: 40, height: 24") -> str:
+    return write_recipe(f"""
+        version: 1
+        nodes:
+          src: {{type: pattern, with: {{kind: noise, {size}, frames: 3}}}}
+          up:  {{type: upscale.spandrel, input: src, with: {{model: "{model}"{extra}}}}}
+          out: {{type: test.collect, input: up}}
+    """)
+
+
+@pytest.mark.parametrize("maker,scale", [(_compact, 2), (_esrgan, 4), (_span, 2)])
+def test_random_models_run_through_the_users_path(tmp_path, registry, write_recipe, maker, scale):
+    model = maker(tmp_path)
+    path = _recipe(write_recipe, model, ", tile: none, border: 0")
+    v = validate_file(path, registry=registry)
+    assert v.ok, v.problems
+    assert (v.streams["up"].width, v.streams["up"].height) == (40 * scale, 24 * scale)
+    run(path, registry=registry, handle_signals=False)
+    frames = CollectSink.results["collected"]
+    assert len(frames) == 3
+    desc = load_descriptor(str(model), "cpu")
+    x = frames[0].data
+    src = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = desc.model(src.unsqueeze(0)).clamp(0, 1)[0]
+    assert x.shape == expected.shape
+    assert torch.allclose(x, expected, atol=1e-5)
+
+
+def test_merge_with_upscaled_branch_is_a_plan_time_error(tmp_path, registry, write_recipe):
+    model = _compact(tmp_path)
+    path = write_recipe(f"""
+        version: 1
+        nodes:
+          src: {{type: pattern, with: {{width: 40, height: 24, frames: 3}}}}
+          up:  {{type: upscale.spandrel, input: src, with: {{model: "{model}"}}}}
+          mix: {{type: compose.blend, inputs: {{a: src, b: up}}}}
+          out: {{type: test.collect, input: mix}}
+    """)
+    v = validate_file(path, registry=registry)
+    assert any("resolutions differ: a is 40x24, b is 80x48" in p.message for p in v.errors)
+
+
+def test_batch_and_replicas_match_single_frame_output(tmp_path, registry, write_recipe):
+    model = _compact(tmp_path)
+    run(_recipe(write_recipe, model, ", tile: none"), registry=registry, handle_signals=False)
+    single = [f.data for f in CollectSink.results["collected"]]
+    path = write_recipe(
+        f"""
+        version: 1
+        nodes:
+          src: {{type: pattern, with: {{kind: noise, width: 40, height: 24, frames: 3}}}}
+          up:  {{type: upscale.spandrel, input: src, with: {{model: "{model}", tile: none, batch: 2}}, replicas: 2}}
+          out: {{type: test.collect, input: up}}
+    """,
+        name="batched.yaml",
+    )
+    run(path, registry=registry, handle_signals=False)
+    batched = [f.data for f in CollectSink.results["collected"]]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, batched, strict=False))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _load_png(path: Path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+
+
+def _processor(model: Path, stream_w: int, stream_h: int, **params) -> UpscaleSpandrel:
+    from diffusify.graph.stream import StreamInfo
+    from diffusify.processors.base import PlanContext
+
+    p = UpscaleSpandrel.Params(model=str(model), **params)
+    src = StreamInfo(width=stream_w, height=stream_h)
+    out = UpscaleSpandrel.infer_stream(p, {"input": src}, PlanContext())
+    proc = UpscaleSpandrel("up", p, inputs={"input": src}, output=out, device="cpu")
+    proc.setup()
+    return proc
+
+
+def test_tiled_output_matches_untiled_on_real_content():
+    img = _load_png(SAMPLE)[:, :192, :256]
+    h, w = img.shape[-2:]
+    whole = _processor(BUNDLED, w, h, tile="none")._infer(img.unsqueeze(0))
+    tiled = _processor(BUNDLED, w, h, tile=64, overlap=16)._infer(img.unsqueeze(0))
+    assert tiled.shape == whole.shape == (1, 3, 2 * h, 2 * w)
+    value = psnr(tiled, whole)
+    assert value >= 45, f"tiled vs untiled PSNR {value:.1f} dB"
+
+
+def test_out_of_memory_halves_the_tile_and_keeps_it(tmp_path):
+    model = _compact(tmp_path)
+    proc = _processor(model, 256, 192, tile=256, min_tile=64, border=0)
+    real = proc._run_model
+    seen: list[int] = []
+
+    def flaky(x):
+        seen.append(x.shape[-1])
+        if max(x.shape[-2:]) > 64:
+            raise OutOfMemory("injected: CUDA out of memory")
+        return real(x)
+
+    proc._run_model = flaky  # the single place the network is called
+    img = torch.rand(1, 3, 192, 256)
+    out = proc._infer(img)
+    assert out.shape == (1, 3, 384, 512)
+    assert proc.tile == 64
+    seen.clear()
+    proc._infer(img)
+    assert seen and max(seen) == 64, "the smaller tile must stick for later frames"
+    proc._run_model = real
+    reference = _processor(model, 256, 192, tile=64, min_tile=64, border=0)._infer(img)
+    assert torch.allclose(out, reference, atol=1e-5)
+
+
+def test_out_of_memory_below_min_tile_fails_clearly(tmp_path):
+    model = _compact(tmp_path)
+    proc = _processor(model, 128, 128, tile=128, min_tile=64, border=0)
+
+    def always(x):
+        raise OutOfMemory("injected")
+
+    proc._run_model = always
+    with pytest.raises(OutOfMemory):
+        proc._infer(torch.rand(1, 3, 128, 128))
