@@ -3,7 +3,7 @@
     python bench/gpu.py [--frames 60] [--device cuda:0]
 
 Prints a table: fps of upscale.spandrel at 720p and 1080p input with fp32/fp16, channels_last, torch.compile,
-batch 1-4 and 1-2 replicas on one GPU (frames discarded by the `null` sink), then the full pipeline writing with
+batch 1-4 and 1-2 replicas on one GPU (frames discarded by the `discard` sink), then the full pipeline writing with
 NVENC (h264_nvenc) vs libx264. The first row of each resolution is the baseline of its ratios.
 """
 

@@ -88,10 +88,17 @@ def tensor_to_planes(data: torch.Tensor, high_bit_depth: bool) -> memoryview:
         The bytes of one ``gbrp``/``gbrp16`` frame.
     """
     peak = 65535.0 if high_bit_depth else 255.0
-    gbr = data[[1, 2, 0]] if data.shape[0] == 3 else data[:1].expand(3, -1, -1)
-    scaled = torch.nan_to_num(gbr.float(), nan=0.0).clamp_(0.0, 1.0).mul_(peak).round_()
-    packed = scaled.to(torch.uint16 if high_bit_depth else torch.uint8).contiguous().cpu()
-    return memoryview(packed.numpy()).cast("B")
+    # one scratch tensor, in-place passes, then the narrowing copy straight into planar G, B, R order
+    scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
+    h, w = scaled.shape[-2:]
+    packed = torch.empty((3, h, w), dtype=torch.uint16 if high_bit_depth else torch.uint8, device=scaled.device)
+    if scaled.shape[0] == 3:
+        packed[0].copy_(scaled[1])
+        packed[1].copy_(scaled[2])
+        packed[2].copy_(scaled[0])
+    else:
+        packed.copy_(scaled[:1].expand(3, -1, -1))
+    return memoryview(packed.cpu().numpy()).cast("B")
 
 
 class VideoReader:

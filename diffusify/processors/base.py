@@ -14,9 +14,10 @@ import enum
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from fractions import Fraction
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from diffusify.graph.stream import StreamInfo
 
@@ -26,6 +27,28 @@ if TYPE_CHECKING:
     import torch
 
     from diffusify.runtime.frame import Frame
+
+
+def parse_fps(value: str | int | float) -> Fraction:
+    """``"30000/1001"``, ``"29.97"`` (snapped to 30000/1001) or ``25`` -> an exact Fraction."""
+    frac = Fraction(str(value))
+    for num, den in ((24000, 1001), (30000, 1001), (60000, 1001), (120000, 1001)):
+        if abs(float(frac) - num / den) < 0.006:
+            return Fraction(num, den)
+    return frac
+
+
+def _check_fps(v: object) -> str:
+    try:
+        if isinstance(v, bool) or parse_fps(v) <= 0:  # type: ignore[arg-type]
+            raise ValueError
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ValueError(f"must be a positive frame rate such as 24, 29.97 or 30000/1001 (got {v!r})") from None
+    return str(v)
+
+
+FrameRate = Annotated[str, BeforeValidator(_check_fps)]
+"""A parameter holding a frame rate: a number or ``num/den``, validated, kept as text (use :func:`parse_fps`)."""
 
 
 class Params(BaseModel):

@@ -29,8 +29,8 @@ def check_timing(inputs: Mapping[str, StreamInfo]) -> StreamInfo:
             raise StreamError(f"frame rates differ: {first_port} is {_fps(first)} fps, {port} is {_fps(s)} fps "
                               "(insert an interpolate or pass frames at the same rate)", port=port)
         if s.frames is not None and first.frames is not None and s.frames != first.frames:
-            raise StreamError(f"frame counts differ: {first_port} has {first.frames}, {port} has {s.frames}",
-                              port=port)
+            raise StreamError(f"frame counts differ: {first_port} has {first.frames}, {port} has {s.frames} "
+                              "(trim the longer one with start/end on its source)", port=port)
     return first
 
 
@@ -106,7 +106,19 @@ class BlendParams(Params):
     weight: float = Field(0.5, ge=0, le=1, description="Share of input b in the mix (0 = only a, 1 = only b).")
 
 
-class Blend(Processor):
+class _PairMerge(Processor):
+    """Two inputs ``a`` and ``b`` of the same size, frame rate and count; output like ``a``."""
+
+    inputs = ("a", "b")
+
+    @classmethod
+    def infer_stream(cls, params: Params, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        check_size(inputs)
+        return check_timing(inputs)
+
+
+class Blend(_PairMerge):
     """Weighted mix of two streams of the same size: ``(1 - weight) * a + weight * b``.
 
     Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
@@ -114,13 +126,6 @@ class Blend(Processor):
 
     type_name = "compose.blend"
     Params = BlendParams
-    inputs = ("a", "b")
-
-    @classmethod
-    def infer_stream(cls, params: BlendParams, inputs: Mapping[str, StreamInfo],
-                     ctx: PlanContext) -> StreamInfo | None:
-        check_size(inputs)
-        return check_timing(inputs)
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
         a, b = frames["a"].data, frames["b"].data
@@ -131,7 +136,7 @@ class DiffParams(Params):
     gain: float = Field(4.0, gt=0, le=100, description="Multiplier on the absolute difference, to make it visible.")
 
 
-class Diff(Processor):
+class Diff(_PairMerge):
     """Absolute difference of two streams, amplified: ``min(1, gain * |a - b|)``.
 
     Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
@@ -139,13 +144,6 @@ class Diff(Processor):
 
     type_name = "compose.diff"
     Params = DiffParams
-    inputs = ("a", "b")
-
-    @classmethod
-    def infer_stream(cls, params: DiffParams, inputs: Mapping[str, StreamInfo],
-                     ctx: PlanContext) -> StreamInfo | None:
-        check_size(inputs)
-        return check_timing(inputs)
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
         return ((frames["a"].data - frames["b"].data).abs_() * self.params.gain).clamp_(0, 1)

@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from pydantic import Field
 
 from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, Temporal
-from diffusify.processors.image import parse_fps
+from diffusify.processors.base import (
+    FrameRate,
+    Params,
+    PlanContext,
+    Processor,
+    Resources,
+    Temporal,
+    parse_fps,
+)
 
 
 class TextToVideoParams(Params):
@@ -21,7 +28,7 @@ class TextToVideoParams(Params):
     width: int = Field(512, ge=64, le=4096, multiple_of=8, description="Frame width (multiple of 8).")
     height: int = Field(320, ge=64, le=4096, multiple_of=8, description="Frame height (multiple of 8).")
     frames: int = Field(16, ge=1, le=1024, description="Number of frames to generate.")
-    fps: str = Field("8", description="Frame rate of the generated clip.")
+    fps: FrameRate = Field("8", description="Frame rate of the generated clip.")
     steps: int = Field(25, ge=1, le=500, description="Denoising steps.")
     guidance: float = Field(7.5, ge=0, le=50, description="Classifier-free guidance scale.")
     seed: int = Field(0, description="Random seed (the same seed gives the same clip).")

@@ -4,42 +4,31 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError, Temporal
+from diffusify.processors.base import (
+    FrameRate,
+    Params,
+    PlanContext,
+    Processor,
+    Resources,
+    StreamError,
+    Temporal,
+    parse_fps,
+)
 
 if TYPE_CHECKING:
     from diffusify.runtime.frame import Frame
 
 
-def parse_fps(value: str | int | float) -> Fraction:
-    """``"30000/1001"``, ``"29.97"`` (snapped to 30000/1001) or ``25`` -> an exact Fraction."""
-    frac = Fraction(str(value))
-    for num, den in ((24000, 1001), (30000, 1001), (60000, 1001), (120000, 1001)):
-        if abs(float(frac) - num / den) < 0.006:
-            return Fraction(num, den)
-    return frac
-
-
 class ImageReadParams(Params):
     path: str = Field(description="A folder of images, or a glob pattern such as frames/*.png.")
-    fps: str = Field("25", description="Frame rate of the sequence, e.g. 24, 30000/1001.")
+    fps: FrameRate = Field("25", description="Frame rate of the sequence, e.g. 24, 30000/1001.")
     start: int = Field(0, ge=0, description="First image to read (0-based, in sorted order).")
     end: int | None = Field(None, ge=1, description="Stop before this image index; empty for all.")
-
-    @field_validator("fps", mode="before")
-    @classmethod
-    def _fps(cls, v: object) -> str:
-        try:
-            if parse_fps(v) <= 0:  # type: ignore[arg-type]
-                raise ValueError
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"must be a positive frame rate such as 24 or 30000/1001 (got {v!r})") from None
-        return str(v)
 
 
 class ImageRead(Processor):

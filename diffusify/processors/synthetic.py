@@ -1,5 +1,5 @@
 """Synthetic ends of a pipeline for tests, previews and benchmarks: the ``pattern`` source (colour bars,
-gradients, moving shapes, noise) and the ``null`` sink (discards frames)."""
+gradients, moving shapes, noise) and the ``discard`` sink."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from diffusify.graph.stream import ColorInfo, StreamInfo
-from diffusify.processors.base import NoParams, Params, PlanContext, Processor, Resources, Temporal
-from diffusify.processors.image import parse_fps
+from diffusify.processors.base import (
+    FrameRate,
+    NoParams,
+    Params,
+    PlanContext,
+    Processor,
+    Resources,
+    Temporal,
+    parse_fps,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +32,7 @@ class PatternParams(Params):
     kind: Literal["bars", "gradient", "moving", "noise"] = Field("moving", description="What to draw.")
     width: int = Field(640, ge=2, le=16384, description="Frame width in pixels.")
     height: int = Field(360, ge=2, le=16384, description="Frame height in pixels.")
-    fps: str = Field("25", description="Frame rate, e.g. 25 or 30000/1001.")
+    fps: FrameRate = Field("25", description="Frame rate, e.g. 25 or 30000/1001.")
     frames: int = Field(100, ge=1, description="Number of frames.")
     seed: int = Field(0, description="Seed for the noise pattern.")
 
@@ -87,7 +95,7 @@ class NullSink(Processor):
     Input: ``(C, H, W)`` float32 on any device.
     """
 
-    type_name = "null"
+    type_name = "discard"
     Params = NoParams
     is_sink = True
     temporal = Temporal.ORDERED

@@ -1,9 +1,9 @@
 """Spandrel node figures (CPU or GPU), each against a baseline run in the same invocation.
 
-    python bench/spandrel.py node      # upscale.spandrel inside `diffusify run` vs a hand-written torch loop
-    python bench/spandrel.py default   # pipelines/upscale_denoise.yaml end to end vs model-only time
-    python bench/spandrel.py tiling    # tile 128 / overlap 16 vs untiled
-    python bench/spandrel.py all       [--device cuda:0] [--frames N]
+    python bench/upscale.py node      # upscale.spandrel inside `diffusify run` vs a hand-written torch loop
+    python bench/upscale.py default   # pipelines/upscale_denoise.yaml end to end vs model-only time
+    python bench/upscale.py tiling    # tile 128 / overlap 16 vs untiled
+    python bench/upscale.py all       [--device cuda:0] [--frames N]
 """
 
 from __future__ import annotations
