@@ -38,6 +38,8 @@ def hand_loop(frames: list[torch.Tensor], device: str, border: int = 0) -> float
     """The baseline: the same model over the same decoded frames, nothing else. Returns seconds."""
     import torch.nn.functional as F
 
+    from diffusify.weights.ncnn import apply_post_scale
+
     net = load_descriptor(str(MODEL), device).model
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.inference_mode():
@@ -48,7 +50,7 @@ def hand_loop(frames: list[torch.Tensor], device: str, border: int = 0) -> float
             x = f.unsqueeze(0).to(device)
             if border:
                 x = F.pad(x, (border,) * 4, mode="reflect")
-            y = net(x).clamp_(0, 1).cpu()
+            y = apply_post_scale(net(x), 0.5).clamp_(0, 1).cpu()  # the x2 file's own last step
         sync()
     del y
     return time.perf_counter() - t0
