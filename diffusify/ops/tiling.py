@@ -3,62 +3,61 @@ whole, without visible seams."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering ``size`` with tiles of ``tile`` overlapping by at least ``overlap``."""
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of tiles covering ``size``: as few tiles of at most ``tile`` pixels as can overlap
+    their neighbours by at least ``overlap``, all the same length and spread evenly (no redundant last tile)."""
     if size <= tile:
-        return [0]
-    step = max(1, tile - overlap)
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
-    return starts
+        return [(0, size)]
+    overlap = min(overlap, tile // 2)
+    n = math.ceil((size - overlap) / (tile - overlap))
+    length = min(tile, math.ceil((size + (n - 1) * overlap) / n))
+    return [(round(i * (size - length) / (n - 1)), length) for i in range(n)]
 
 
-def _ramp(length: int, feather: int, fade_in: bool, fade_out: bool, device: torch.device) -> torch.Tensor:
-    w = torch.ones(length, device=device)
-    if feather > 0:
-        ramp = (torch.arange(feather, device=device, dtype=torch.float32) + 0.5) / feather
-        if fade_in:
-            w[:feather] = torch.minimum(w[:feather], ramp)
-        if fade_out:
-            w[length - feather:] = torch.minimum(w[length - feather:], ramp.flip(0))
+def _weights(spans: list[tuple[int, int]], i: int, scale: int, device: torch.device) -> torch.Tensor:
+    """Linear ramps over exactly the region shared with each neighbour, so overlapping weights sum to 1."""
+    start, length = spans[i]
+    w = torch.ones(length * scale, device=device)
+    if i > 0:
+        prev_start, prev_len = spans[i - 1]
+        shared = (prev_start + prev_len - start) * scale
+        if shared > 0:
+            w[:shared] = (torch.arange(shared, device=device, dtype=torch.float32) + 0.5) / shared
+    if i + 1 < len(spans):
+        shared = (start + length - spans[i + 1][0]) * scale
+        if shared > 0:
+            w[length * scale - shared:] = torch.minimum(
+                w[length * scale - shared:],
+                1 - (torch.arange(shared, device=device, dtype=torch.float32) + 0.5) / shared)
     return w
 
 
 def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, tile: int, overlap: int,
           scale: int, out_channels: int | None = None) -> torch.Tensor:
-    """Run ``fn`` over ``x`` ``(N, C, H, W)`` in tiles of ``tile`` pixels.
+    """Run ``fn`` over ``x`` ``(N, C, H, W)`` in tiles of at most ``tile`` pixels sharing at least
+    ``overlap`` pixels with each neighbour; outputs are blended with linear weights across each shared band.
 
-    Each tile is extended by ``overlap`` pixels of real context on every inner side; outputs are blended with
-    linear weights over the overlap (never at the frame border), so each output pixel is a weighted mix of tiles
-    that all saw at least half the overlap around it. ``fn`` maps a ``(N, C, h, w)`` tile to
-    ``(N, C', h * scale, w * scale)``.
+    ``fn`` maps a ``(N, C, h, w)`` tile to ``(N, C', h * scale, w * scale)``. Returns float32.
     """
     n, _, h, w = x.shape
     if tile >= h and tile >= w:
         return fn(x)
-    ov = min(overlap, tile // 2)
-    ys, xs = tile_starts(h, tile, 2 * ov), tile_starts(w, tile, 2 * ov)
+    ys, xs = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
     out: torch.Tensor | None = None
-    weight: torch.Tensor | None = None
-    for y0 in ys:
-        th = min(tile, h - y0)
-        for x0 in xs:
-            tw = min(tile, w - x0)
+    for iy, (y0, th) in enumerate(ys):
+        for ix, (x0, tw) in enumerate(xs):
             y = fn(x[..., y0:y0 + th, x0:x0 + tw])
             if out is None:
-                c = out_channels or y.shape[1]
-                out = torch.zeros(n, c, h * scale, w * scale, device=y.device, dtype=torch.float32)
-                weight = torch.zeros(1, 1, h * scale, w * scale, device=y.device, dtype=torch.float32)
-            wy = _ramp(th * scale, 2 * ov * scale, y0 > 0, y0 + th < h, y.device)
-            wx = _ramp(tw * scale, 2 * ov * scale, x0 > 0, x0 + tw < w, y.device)
-            wgt = wy[:, None] * wx[None, :]
+                out = torch.zeros(n, out_channels or y.shape[1], h * scale, w * scale, device=y.device,
+                                  dtype=torch.float32)
+            wgt = _weights(ys, iy, scale, y.device)[:, None] * _weights(xs, ix, scale, y.device)[None, :]
             sy, sx = y0 * scale, x0 * scale
             out[..., sy:sy + th * scale, sx:sx + tw * scale] += y.float() * wgt
-            weight[..., sy:sy + th * scale, sx:sx + tw * scale] += wgt  # type: ignore[index]
-    assert out is not None and weight is not None
-    return out / weight
+    assert out is not None
+    return out

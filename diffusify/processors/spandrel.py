@@ -31,7 +31,7 @@ class SpandrelParams(Params):
     tile: Literal["auto", "none"] | int = Field(
         "auto", description="Tile size in input pixels: auto (largest that fits free memory), none (whole frame), "
                             "or a size >= 32.")
-    overlap: int = Field(16, ge=0, le=256, description="Context pixels each tile shares with its neighbours; "
+    overlap: int = Field(16, ge=0, le=256, description="Pixels each tile shares with its neighbours (at least); "
                                                        "overlaps are feather-blended.")
     min_tile: int = Field(64, ge=32, le=4096, description="Smallest tile the out-of-memory backoff may reach.")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
