@@ -182,8 +182,9 @@ class SpandrelProcessor(Processor):
         self.tile: int | None = None if p.tile == "none" else (p.tile if isinstance(p.tile, int) else None)
         if p.tile == "auto":
             self.tile = self._auto_tile()
-        if p.compile:
-            self._warm_up()
+        # one call before the first frame: kernel selection, allocator pools and (with compile) the compilation
+        # happen in setup, not in the first frame's latency
+        self._warm_up()
 
     def _pick_dtype(self, desc: Any, dev: torch.device) -> torch.dtype:
         import torch
@@ -227,7 +228,7 @@ class SpandrelProcessor(Processor):
 
         src = self.input_streams["input"]
         x = torch.rand(self.params.batch, self.meta["in_channels"], min(src.height, self.tile or src.height),
-                       min(src.width, self.tile or src.width), device=self._torch_device())
+                       min(src.width, self.tile or src.width), device=self._torch_device(), dtype=torch.float32)
         with torch.inference_mode():
             self._infer(x)
 
