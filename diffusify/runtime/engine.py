@@ -71,6 +71,8 @@ class Engine:
         self._error_lock = threading.Lock()
         self.error: tuple[BaseException, str, str, int | None] | None = None
         self.signals = 0
+        self._signal_name = ""
+        self._announced = False
         self.states: dict[str, NodeState] = {}
         self._cpu_heavy = any(n.cls.resources.heavy and any(d == "cpu" for d in n.devices)
                               for n in plan.nodes.values())
@@ -109,13 +111,20 @@ class Engine:
         self.abort()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Runs between two bytecodes of the main thread, possibly while it holds a hook's lock: only set
+        # flags here; the main loop announces the stop.
         self.signals += 1
+        self._signal_name = signal.Signals(signum).name
         if self.signals == 1:
             self.stop()
-            self.emit("interrupted", message="stopping: finishing the frames in flight and closing outputs "
-                      "(press Ctrl-C again to stop at once)", signal=signal.Signals(signum).name)
         else:
             self.abort()
+
+    def _announce_stop(self) -> None:
+        if self.signals and not self._announced:
+            self._announced = True
+            self.emit("interrupted", message="stopping: finishing the frames in flight and closing outputs "
+                      "(press Ctrl-C again to stop at once)", signal=self._signal_name)
 
     # ---- data flow -------------------------------------------------------------------------------------------
     def _push(self, st: NodeState, frame: Frame) -> None:
@@ -306,6 +315,7 @@ class Engine:
                 if not alive:
                     break
                 alive[0].join(timeout=0.1)
+                self._announce_stop()
                 now = time.monotonic()
                 if now - last >= self.progress_interval:
                     last = now

@@ -24,7 +24,7 @@ class JsonEvents:
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream or sys.stdout
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __call__(self, *, event: str, **fields: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **fields}
