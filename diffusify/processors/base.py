@@ -195,8 +195,8 @@ class Processor:
         import torch
 
         start = time.perf_counter()
-        moved = {p: f if f.data.device == self._torch_device() else f.with_data(f.data.to(self._torch_device(),
-                                                                                          non_blocking=True))
+        dev = self._torch_device()
+        moved = {p: f if f.data.device == dev else f.with_data(f.data.to(dev, non_blocking=True))
                  for p, f in frames.items()}
         with torch.inference_mode():
             out = self._process(moved)

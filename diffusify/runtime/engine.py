@@ -276,12 +276,12 @@ class Engine:
         eta = (total - done) / fps if total and fps > 0 else None
         nodes = []
         for st in self.states.values():
-            fill = sum(q.fill()[0] for q in st.queues.values())
+            fills = [q.fill() for q in st.queues.values()]
             cap = sum(q.max_frames for q in st.queues.values())
             nodes.append({"id": st.plan.id, "frames": st.frames_out, "fps": st.frames_out / elapsed if elapsed else 0.0,
                           "busy": min(1.0, st.busy / (elapsed * st.plan.replicas)) if elapsed else 0.0,
-                          "queue_frames": fill, "queue_capacity": cap,
-                          "queue_bytes": sum(q.fill()[1] for q in st.queues.values())})
+                          "queue_frames": sum(f for f, _ in fills), "queue_capacity": cap,
+                          "queue_bytes": sum(b for _, b in fills)})
         return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
 
     def run(self) -> dict[str, Any]:
