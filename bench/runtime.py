@@ -1,6 +1,6 @@
 """Runtime figures: overhead against bare ffmpeg, memory flatness over long runs, and compute/IO overlap.
 
-    python bench/runtime.py overhead   # 6-node graph (fan-out + merge) vs ffmpeg decode->encode, 1080p 300 frames
+    python bench/runtime.py overhead [--device cuda]  # 6-node graph (fan-out + merge) vs ffmpeg, 1080p 300 frames
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
     python bench/runtime.py all
@@ -10,7 +10,10 @@ Each figure runs its baseline in the same invocation and prints the ratio.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,31 +45,63 @@ def _run_cli(recipe: str, *extra: str) -> dict:
     return next(e for e in events if e["event"] == "finished")["summary"]
 
 
-def overhead() -> None:
-    clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
+def _bare(clip: Path, out: Path) -> tuple[float, float]:
+    """Bare ffmpeg decode -> encode with CODEC: (wall seconds, CPU seconds of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), "-map", "0:v",
+                    *CODEC, str(out)], check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def overhead(device: str) -> None:
+    """The 6-node graph and an identity graph (read -> write: the cost of the frame interface alone) against
+    bare ffmpeg. Throughput is frames over the engine's wall time (the run without interpreter and torch start-up,
+    printed separately); CPU seconds show where a machine without spare cores loses."""
+    frames = 300
+    clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=frames)
+    write = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
+    print(f"overhead: {os.cpu_count()} CPU cores, nodes on {device}; 1080p, {frames} frames, x264 veryfast crf 20")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        t0 = time.perf_counter()
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), "-map", "0:v",
-                        *CODEC, str(tmp / "ffmpeg.mkv")], check=True)
-        bare = time.perf_counter() - t0
-        recipe = _recipe(tmp, f"""
-            version: 1
-            nodes:
-              src:   {{type: video.read, with: {{path: "{clip}"}}}}
-              warm:  {{type: color, input: src, with: {{brightness: 0.02}}}}
-              cut:   {{type: crop, input: src, with: {{x: 0, y: 0}}}}
-              mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.5}}}}
-              grade: {{type: color, input: mix, with: {{contrast: 1.05}}}}
-              out:   {{type: video.write, input: grade, with: {{path: "{tmp / 'ours.mkv'}", codec: libx264,
-                       preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none}}}}
-        """)
-        t0 = time.perf_counter()
-        summary = _run_cli(recipe)
-        ours = time.perf_counter() - t0
-    print(f"overhead: bare ffmpeg decode->encode {300 / bare:.1f} fps ({bare:.2f} s); "
-          f"6-node graph {300 / ours:.1f} fps ({ours:.2f} s, engine wall {summary['wall_seconds']:.2f} s)")
-    print(f"overhead: throughput ratio ours/ffmpeg = {bare / ours:.3f} (target >= 0.9)")
+        bare, bare_cpu = _bare(clip, tmp / "ffmpeg.mkv")
+        print(f"overhead: bare ffmpeg decode->encode     {frames / bare:6.1f} fps ({bare:.2f} s, {bare_cpu:.1f} CPU s)")
+        graphs = {
+            "identity graph (read -> write)": f"""
+                version: 1
+                nodes:
+                  src: {{type: video.read, with: {{path: "{clip}"}}}}
+                  out: {{type: video.write, input: src, with: {{path: "{tmp / 'id.mkv'}", {write}}}}}
+            """,
+            "6-node graph (fan-out + merge)": f"""
+                version: 1
+                nodes:
+                  src:   {{type: video.read, with: {{path: "{clip}"}}}}
+                  warm:  {{type: color, input: src, with: {{brightness: 0.02}}}}
+                  cut:   {{type: crop, input: src, with: {{x: 0, y: 0}}}}
+                  mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.5}}}}
+                  grade: {{type: color, input: mix, with: {{contrast: 1.05}}}}
+                  out:   {{type: video.write, input: grade, with: {{path: "{tmp / 'ours.mkv'}", {write}}}}}
+            """,
+        }
+        ratios = {}
+        for name, text in graphs.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            summary = _run_cli(_recipe(tmp, text), "--device", device)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            engine = summary["wall_seconds"]
+            ratios[name] = bare / engine
+            print(f"overhead: {name:<30} {frames / engine:6.1f} fps ({engine:.2f} s in the engine, {wall:.2f} s "
+                  f"with start-up, {cpu:.1f} CPU s) -> ratio {bare / engine:.3f} (with start-up {bare / wall:.3f})")
+            busy = ", ".join(f"{n['id']} {n['busy_share']:.0%}" for n in summary["nodes"])
+            print(f"overhead:   busy: {busy}; first frame after {summary['first_frame_seconds']:.2f} s")
+    print(f"overhead: throughput ratio 6-node graph / bare ffmpeg = {ratios['6-node graph (fan-out + merge)']:.3f} "
+          "(target >= 0.9)")
 
 
 def memory() -> None:
@@ -121,6 +156,12 @@ def overlap() -> None:
 
 
 if __name__ == "__main__":
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    for name in (["overhead", "memory", "overlap"] if which == "all" else [which]):
-        globals()[name]()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "all"])
+    parser.add_argument("--device", default="cpu", help="devices of the overhead graph's nodes (cpu, cuda, auto)")
+    args = parser.parse_args()
+    for name in (["overhead", "memory", "overlap"] if args.which == "all" else [args.which]):
+        if name == "overhead":
+            overhead(args.device)
+        else:
+            globals()[name]()

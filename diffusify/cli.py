@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from diffusify.errors import DiffusifyError, RecipeError
+from diffusify.errors import DiffusifyError, Interrupted, PipelineError, RecipeError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+_STANDALONE = False  # set by main(): this process is the command, not a host calling it
 
 
 def _fail(message: str, code: int) -> None:
@@ -74,14 +75,28 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
                 click.echo("\n".join(plan.describe()))
             return
         hooks = [JsonEvents(sys.stdout)] if json_events else [ProgressDisplay(sys.stderr, quiet=quiet)]
+        if _STANDALONE:  # a host calling the command in-process keeps its own signal handling
+            hooks.insert(0, _LateSignals().hook)
         pipeline.run(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
                      max_frames=max_frames, overwrite=overwrite, hooks=hooks)
+    except KeyboardInterrupt:
+        _fail("interrupted before the run started; nothing was written", EXIT_INTERRUPTED)
     except RecipeError as e:
         _print_problems(e.problems)
         if json_events:
             click.echo(json.dumps({"event": "error", "kind": "invalid",
                                    "problems": [p.to_json() for p in e.problems]}))
         sys.exit(EXIT_INVALID)
+    except (Interrupted, PipelineError) as e:
+        # The outputs are final and every ffmpeg child has exited. Leave without the interpreter's teardown: a
+        # worker can still sit in a long GPU kernel (it is a daemon thread), and tearing the CUDA context down
+        # under it takes seconds or hangs, while a second Ctrl-C promises a stop within 2 s.
+        if not _STANDALONE:  # called in-process (tests, an embedding app): a normal exit
+            _fail(str(e), e.exit_code)
+        click.echo(f"diffusify: {e}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(e.exit_code)
     except DiffusifyError as e:
         _fail(str(e), e.exit_code)
     except Exception as e:  # a bug: still one line, never a traceback (set DIFFUSIFY_DEBUG=1 to see it)
@@ -171,8 +186,34 @@ def schema() -> None:
     click.echo(schema_json(), nl=False)
 
 
+class _LateSignals:
+    """SIGINT/SIGTERM outside the engine's own handling: before the run starts they stop the command (exit 130);
+    once it has started they are ignored until the process exits.
+
+    The engine handles signals while it runs and restores the previous handlers when it returns. A second Ctrl-C
+    that lands just after a drained run has finished would otherwise raise KeyboardInterrupt while the outputs are
+    already final, and the process would die from the signal instead of exiting 130 with its message."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.started = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def hook(self, *, event: str, **_: object) -> None:
+        if event == "start":
+            self.started = True
+
+    def _handler(self, _signum: int, _frame: object) -> None:
+        if not self.started:
+            raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    global _STANDALONE
+    _STANDALONE = True
     try:
         from diffusify.weights.cli import weights
 

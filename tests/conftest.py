@@ -17,7 +17,16 @@ from diffusify.processors.base import Params, Processor, Resources, Temporal
 from diffusify.processors.registry import Registry, default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
+# What "auto" means in tests: the CPU unless DIFFUSIFY_TEST_DEVICE says otherwise, so results compared with exact
+# CPU references do not depend on whether the machine has a GPU (tests/test_cuda.py names its devices).
 TEST_DEVICE = os.environ.get("DIFFUSIFY_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _auto_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffusify.runtime import plan
+
+    monkeypatch.setattr(plan, "visible_devices", lambda: [TEST_DEVICE])
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from typing import IO
@@ -56,6 +57,30 @@ def available_encoders() -> frozenset[str]:
         if match and match.group(2) != "=":
             names.add(match.group(2))
     return frozenset(names)
+
+
+@functools.cache
+def encoder_failure(codec: str) -> str | None:
+    """Why a hardware encoder cannot open on this machine, or None when it can.
+
+    Being compiled in says nothing about the hardware (an NVENC encoder needs an NVIDIA GPU with encoder units
+    and its driver library), so one tiny frame is encoded to nowhere, once per process.
+
+    Args:
+        codec: encoder name, e.g. ``h264_nvenc``.
+
+    Returns:
+        None, or ffmpeg's last log lines.
+    """
+    proc = run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "color=black:size=256x256:rate=25", "-frames:v", "1",
+                       "-c:v", codec, "-f", "null", "-"], check=False)
+    if proc.returncode == 0:
+        return None
+    log = proc.stderr.decode("utf-8", "replace")
+    # the encoder's own lines say what is missing ("Cannot load libcuda.so.1", "No capable devices found");
+    # what follows is ffmpeg unwinding
+    own = [m.group(1) for m in re.finditer(rf"^\[{re.escape(codec)} @ [^\]]*\] (.+)$", log, re.M)]
+    return "; ".join(own[:2]) if own else last_lines(log)
 
 
 @functools.cache
@@ -121,6 +146,24 @@ def last_lines(log: str, count: int = 3) -> str:
     return " | ".join(lines[-count:]) if lines else "no error output"
 
 
+PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    """Grow a frame pipe from the 64 KiB default to 1 MiB (Linux's unprivileged maximum).
+
+    A 1080p frame is 6 MB: with the default each one costs about a hundred reads and writes, each a context
+    switch between us and the child. Silently left alone where the system refuses or does not support it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass
+
+
 class FFmpegProcess:
     """An ffmpeg child in its own session whose log goes to an anonymous temporary file.
 
@@ -149,6 +192,9 @@ class FFmpegProcess:
         except OSError as exc:
             self._log.close()
             raise MediaError(f"ffmpeg: cannot start {self.args[0]}: {exc}") from exc
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                _widen_pipe(stream.fileno())
 
     def log(self) -> str:
         """Everything the child has logged so far."""

@@ -228,7 +228,7 @@ class ImageSequenceReader:
             raise StopIteration
         proc = self._proc or self._spawn()
         assert proc.proc.stdout is not None
-        buf, got = read_exact(proc.proc.stdout, self._frame_bytes)
+        buf, got = read_exact(proc.proc.stdout, self._frame_bytes, pin=self.device.type == "cuda")
         if got != self._frame_bytes:
             rc = proc.finish()
             reason = proc.tail()

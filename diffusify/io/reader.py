@@ -27,18 +27,22 @@ __all__ = ["VideoReader", "planes_to_tensor", "read_exact", "tensor_to_planes"]
 _SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
 
 
-def read_exact(stream: BinaryIO, size: int) -> tuple[bytearray, int]:
-    """Read ``size`` bytes into a fresh buffer, looping over short pipe reads.
+def read_exact(stream: BinaryIO, size: int, *, pin: bool = False) -> tuple[torch.Tensor, int]:
+    """Read ``size`` bytes into a fresh uint8 tensor, looping over short pipe reads.
+
+    The tensor is not zero-filled first, and with ``pin`` it lives in page-locked memory, so a copy to a CUDA
+    device can run asynchronously (torch's host allocator keeps the block until that copy has finished).
 
     Args:
         stream: an unbuffered binary stream.
         size: bytes wanted.
+        pin: allocate page-locked memory (only where CUDA is available).
 
     Returns:
-        The buffer and how many bytes were read (less than ``size`` only at end of stream).
+        The 1-D buffer and how many bytes were read (less than ``size`` only at end of stream).
     """
-    buf = bytearray(size)
-    view = memoryview(buf)
+    buf = torch.empty(size, dtype=torch.uint8, pin_memory=pin)
+    view = memoryview(buf.numpy())
     got = 0
     while got < size:
         n = stream.readinto(view[got:])
@@ -49,26 +53,24 @@ def read_exact(stream: BinaryIO, size: int) -> tuple[bytearray, int]:
 
 
 def planes_to_tensor(
-    buf: bytearray, height: int, width: int, high_bit_depth: bool, device: torch.device
+    buf: torch.Tensor, height: int, width: int, high_bit_depth: bool, device: torch.device
 ) -> torch.Tensor:
     """Planar GBR bytes (``gbrp`` or native-endian ``gbrp16``) to a float32 RGB ``(3, H, W)`` tensor in [0, 1].
 
     Args:
-        buf: one frame; the tensor shares no memory with it.
+        buf: one frame as a 1-D uint8 tensor (from :func:`read_exact`); the result shares no memory with it.
         height: frame height.
         width: frame width.
         high_bit_depth: the buffer holds 16-bit samples.
-        device: target device; the widening to float happens there.
+        device: target device; the bytes are copied there and widened to float there.
 
     Returns:
         The frame tensor.
     """
-    planes = torch.frombuffer(buf, dtype=torch.uint16 if high_bit_depth else torch.uint8).view(
-        3, height, width
-    )
+    planes = buf.view(torch.uint16 if high_bit_depth else torch.uint8).view(3, height, width)
     if device.type != "cpu":
         # Ship the compact integer frame and widen it on the device.
-        planes = planes.to(device)
+        planes = planes.to(device, non_blocking=buf.is_pinned())
     out = torch.empty((3, height, width), dtype=torch.float32, device=planes.device)
     # ffmpeg's planar RGB stores G, B, R.
     out[0].copy_(planes[2])
@@ -150,6 +152,7 @@ class VideoReader:
         self.start = start
         self.end = end
         self.device = torch.device(device)
+        self._pin = self.device.type == "cuda"
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
         self.stream: StreamInfo = video.replace(frames=None if end is None else end - start)
         self._width, self._height = video.width, video.height
@@ -228,7 +231,7 @@ class VideoReader:
         args += ["-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]
         return args
 
-    def _start(self) -> tuple[FFmpegProcess, bytearray | None]:
+    def _start(self) -> tuple[FFmpegProcess, torch.Tensor | None]:
         """Start the decoder and read the first frame, checking that the seek landed on ``start``."""
         expected = self._absolute_ticks(self.start) if self.start > 0 else None
         # Demuxers without an index (MPEG-TS, elementary streams) can land after the keyframe that the wanted
@@ -278,10 +281,10 @@ class VideoReader:
                 return int(match.group(1)) if match else None
             time.sleep(0.002)
 
-    def _read_frame_bytes(self, proc: FFmpegProcess) -> bytearray | None:
+    def _read_frame_bytes(self, proc: FFmpegProcess) -> torch.Tensor | None:
         stdout = proc.proc.stdout
         assert stdout is not None
-        buf, got = read_exact(stdout, self._frame_bytes)
+        buf, got = read_exact(stdout, self._frame_bytes, pin=self._pin)
         if got == self._frame_bytes:
             return buf
         if got:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess, available_encoders
+from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
@@ -228,6 +228,14 @@ class VideoWriter:
                 f"presets: {', '.join(known)})"
             )
         preset_info = CODEC_PRESETS.get(codec)
+        if preset_info and preset_info.hardware:
+            reason = encoder_failure(codec)
+            if reason is not None:
+                software = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}.get(codec)
+                raise MediaError(
+                    f"{self.path}: encoder {codec} cannot open on this machine (NVENC needs an NVIDIA GPU with "
+                    f"video encoder units and its driver; use {software or 'a software codec'} instead): {reason}"
+                )
         if preset_info and preset_info.containers is not None and self._suffix not in preset_info.containers:
             raise MediaError(
                 f"{self.path}: {codec} cannot be stored in a {self._suffix} file "

@@ -34,7 +34,7 @@ class ImageReadParams(Params):
 class ImageRead(Processor):
     """Read a PNG/TIFF image sequence (sorted by name) as RGB frames.
 
-    Output: ``(3, H, W)`` float32 in [0, 1] on the CPU; 16-bit images keep their precision; gray and RGBA are
+    Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device; 16-bit images keep their precision; gray and RGBA are
     converted to RGB. Every image must have the first image's size.
     """
 
@@ -72,7 +72,8 @@ class ImageRead(Processor):
 
         frames = self.output_stream.frames if self.output_stream else None
         self._reader = ImageSequenceReader(self.params.path, fps=parse_fps(self.params.fps), start=self.params.start,
-                                           end=None if frames is None else self.params.start + frames)
+                                           end=None if frames is None else self.params.start + frames,
+                                           device=self.output_device)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:

@@ -3,6 +3,7 @@ gradients, moving shapes, noise) and the ``discard`` sink."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
@@ -40,7 +41,7 @@ class PatternParams(Params):
 class TestPattern(Processor):
     """Generate a synthetic test pattern (bars, gradient, moving shapes or noise).
 
-    Output: ``(3, H, W)`` float32 in [0, 1] on the CPU, deterministic for a given seed.
+    Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device, deterministic for a given seed.
     """
 
     type_name = "pattern"
@@ -57,33 +58,37 @@ class TestPattern(Processor):
                           color=ColorInfo("bt709", "tv", "bt709", "bt709"))
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        import torch
+
         from diffusify.runtime.frame import Frame
 
         stream = self.output_stream
         assert stream is not None and stream.frames is not None
+        device = torch.device(self.output_device)
         for i in range(stream.frames):
             if stop.is_set():
                 break
-            yield Frame(i, Fraction(i) / stream.fps, self._draw(i, stream.width, stream.height))
+            yield Frame(i, Fraction(i) / stream.fps, self._draw(i, stream.width, stream.height, device))
 
-    def _draw(self, i: int, w: int, h: int) -> torch.Tensor:
+    def _draw(self, i: int, w: int, h: int, device: torch.device) -> torch.Tensor:
+        """Frame ``i``, drawn on ``device`` (noise is drawn on the CPU, so every device gets the same values)."""
         import torch
 
         p = self.params
         if p.kind == "bars":
             colors = torch.tensor([[.75, .75, .75], [.75, .75, 0], [0, .75, .75], [0, .75, 0], [.75, 0, .75],
-                                   [.75, 0, 0], [0, 0, .75]])
-            idx = (torch.arange(w) * 7 // w).clamp(max=6)
+                                   [.75, 0, 0], [0, 0, .75]], device=device)
+            idx = (torch.arange(w, device=device) * 7 // w).clamp(max=6)
             return colors[idx].T.unsqueeze(1).expand(3, h, w).contiguous()
         if p.kind == "noise":
             g = torch.Generator().manual_seed(p.seed * 1_000_003 + i)
-            return torch.rand(3, h, w, generator=g)
-        y = torch.linspace(0, 1, h).view(h, 1).expand(h, w)
-        x = torch.linspace(0, 1, w).view(1, w).expand(h, w)
+            return torch.rand(3, h, w, generator=g).to(device)
+        y = torch.linspace(0, 1, h, device=device).view(h, 1).expand(h, w)
+        x = torch.linspace(0, 1, w, device=device).view(1, w).expand(h, w)
         if p.kind == "gradient":
             return torch.stack([x, y, (x + y) / 2])
         t = i / max(float(self.output_stream.fps), 1.0)  # type: ignore[union-attr]
-        cx, cy = 0.5 + 0.35 * torch.tensor(t * 1.3).cos(), 0.5 + 0.35 * torch.tensor(t * 0.9).sin()
+        cx, cy = 0.5 + 0.35 * math.cos(t * 1.3), 0.5 + 0.35 * math.sin(t * 0.9)
         disc = (((x - cx) * w / h) ** 2 + (y - cy) ** 2 < 0.02).float()
         base = torch.stack([x * 0.8, y * 0.6 + 0.2 * torch.sin(x * 20 + t * 3), 0.5 - 0.3 * x])
         return (base * (1 - disc) + disc).clamp(0, 1)
@@ -103,7 +108,11 @@ class NullSink(Processor):
 
     def write(self, frame: Frame) -> None:
         if frame.data.is_cuda:
-            frame.data.cpu()  # waits for the producing kernels, as an encoder's download would
+            import torch
+
+            # wait for the kernels that produced it (issued before it was queued, on the device's default
+            # stream) without downloading it: a 4K float frame is 100 MB, an encoder downloads 8-bit samples
+            torch.cuda.current_stream(frame.data.device).synchronize()
         self.frames_done += 1
 
     def finish(self, *, aborted: bool) -> dict[str, Any]:

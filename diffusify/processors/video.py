@@ -42,7 +42,7 @@ def _probe(path: str):
 class VideoRead(Processor):
     """Decode a video file into RGB frames, with exact timestamps and colour conversion.
 
-    Output: ``(3, H, W)`` float32 in [0, 1] on the CPU, one frame per source frame (no duplicates or drops,
+    Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device, one frame per source frame (no duplicates or drops,
     variable frame rate kept as timestamps). YUV matrix and range come from the file's tags (BT.709 for HD and
     BT.601 for SD when untagged). Audio, subtitles and attachments are copied by ``video.write``.
     """
@@ -82,7 +82,7 @@ class VideoRead(Processor):
         frames = self.output_stream.frames if self.output_stream else None
         end = None if frames is None else self.params.start + frames
         self._reader = VideoReader(self.params.path, self.media, start=self.params.start, end=end,
-                                   high_bit_depth=self.params.high_bit_depth)
+                                   high_bit_depth=self.params.high_bit_depth, device=self.output_device)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:

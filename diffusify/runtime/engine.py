@@ -47,6 +47,13 @@ class NodeState:
     source_busy: float = 0.0
     result: dict[str, Any] = field(default_factory=dict)
     last_frame: int | None = None
+    setup_seconds: float = 0.0
+
+    def setup(self, proc: Processor) -> None:
+        """Run a replica's setup (model loading, opening files), keeping the longest time it took."""
+        t0 = time.perf_counter()
+        proc.setup()
+        self.setup_seconds = max(self.setup_seconds, time.perf_counter() - t0)
 
     @property
     def busy(self) -> float:
@@ -62,6 +69,11 @@ class Engine:
 
     def __init__(self, plan: Plan, *, hooks: Iterable[Hook] = (), handle_signals: bool = True,
                  progress_interval: float = 1.0):
+        # Frames are torch tensors. Import it here, not in the first worker: a plan of ffmpeg-backed nodes has not
+        # needed it yet, and every worker would otherwise wait on the import lock inside the timed run (measured:
+        # 1.5 s on 2 cores, 3 s on a 16-core machine before the first frame).
+        import torch  # noqa: F401
+
         self.plan = plan
         self.hooks = list(hooks)
         self.handle_signals = handle_signals
@@ -71,6 +83,7 @@ class Engine:
         self._error_lock = threading.Lock()
         self.error: tuple[BaseException, str, str, int | None] | None = None
         self.signals = 0
+        self.first_output: float | None = None
         self._signal_name = ""
         self._announced = False
         self.states: dict[str, NodeState] = {}
@@ -78,7 +91,8 @@ class Engine:
                               for n in plan.nodes.values())
         for nid in plan.order:
             n = plan.nodes[nid]
-            procs = [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d) for d in n.devices]
+            procs = [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d,
+                           output_device=n.output_device) for d in n.devices]
             queues = {port: EdgeQueue(f"{ref}->{nid}.{port}", max_frames=n.queue.frames, max_bytes=n.queue.bytes)
                       for port, ref in n.inputs.items()}
             self.states[nid] = NodeState(n, procs, queues)
@@ -173,7 +187,7 @@ class Engine:
         frame_no: int | None = None
         try:
             self._worker_threads(st)
-            proc.setup()
+            st.setup(proc)
             it = iter(proc.frames(self.stop_event))
             while not self.stop_event.is_set():
                 t0 = time.perf_counter()
@@ -197,7 +211,7 @@ class Engine:
         batch: list[dict[str, Frame]] = []
         try:
             self._worker_threads(st)
-            proc.setup()
+            st.setup(proc)
             while True:
                 batch = self._take(st, batch_size)
                 if not batch:
@@ -228,7 +242,7 @@ class Engine:
             configure = getattr(proc, "configure", None)
             if configure is not None:
                 configure(**st.plan.options)
-            proc.setup()
+            st.setup(proc)
             q = st.queues["input"]
             while True:
                 item = q.get()
@@ -239,6 +253,8 @@ class Engine:
                 proc.write(item)
                 proc.busy_seconds += time.perf_counter() - t0
                 st.frames_out += 1
+                if self.first_output is None:
+                    self.first_output = time.monotonic()
         except Cancelled:
             pass
         except BaseException as e:  # noqa: BLE001
@@ -251,10 +267,11 @@ class Engine:
             self._teardown(st, proc)
 
     def _worker_threads(self, st: NodeState) -> None:
-        """Cheap nodes compute with one intra-op thread: every node already runs in its own thread, and
-        OpenMP teams of several threads stall at their barriers when the cores are busy with other nodes and
-        ffmpeg. Not when a neural node computes on the CPU: measured, lowering the thread count in any thread
-        then slows that node's kernels (about 1.15 vs 0.62 fps for the bundled model), which costs far more."""
+        """Cheap nodes compute with one intra-op thread: every node already runs in its own thread, and OpenMP
+        teams stall at their barriers (or spin) while other nodes and ffmpeg hold the cores. Measured on 2 and on
+        16 cores: a share of the cores per node (16 cores / workers) made 1080p graphs slower and doubled their
+        CPU time. Not when a neural node computes on the CPU: lowering the thread count in any thread then slows
+        that node's kernels (about 1.15 vs 0.62 fps for the bundled model), which costs far more."""
         if not st.plan.cls.resources.heavy and not self._cpu_heavy:
             import torch
 
@@ -369,6 +386,7 @@ class Engine:
             share = min(1.0, st.busy / (wall * st.plan.replicas)) if wall > 0 else 0.0
             nodes.append({"id": st.plan.id, "type": st.plan.cls.type_name, "frames": st.frames_out,
                           "busy_seconds": round(st.busy, 3), "busy_share": round(share, 3),
+                          "setup_seconds": round(st.setup_seconds, 3),
                           "replicas": st.plan.replicas, "devices": st.plan.devices})
         bottleneck = max(nodes, key=lambda n: n["busy_share"])["id"] if nodes else None
         return {
@@ -376,6 +394,8 @@ class Engine:
             "frames": frames,
             "wall_seconds": round(wall, 3),
             "fps": round(frames / wall, 3) if wall > 0 else 0.0,
+            # start-up (model loading, warm-up, compiling, opening files) until the first frame reached a sink
+            "first_frame_seconds": None if self.first_output is None else round(self.first_output - started, 3),
             "peak_ram_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_gpu_bytes": _peak_gpu(),
             "nodes": nodes,

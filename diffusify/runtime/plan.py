@@ -24,6 +24,7 @@ class NodePlan:
         inputs: port -> upstream node id. consumers: (node id, port) pairs fed by this node.
         devices: one device per replica. queue: budget of each of this node's input queues.
         input_streams / output: stream info. memory: estimated bytes (model + queued frames).
+        output_device: where a CPU-bound source hands its frames over: its consumers' one device, else None.
     """
 
     id: str
@@ -37,6 +38,7 @@ class NodePlan:
     output: StreamInfo | None
     memory: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    output_device: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -61,7 +63,7 @@ class Plan:
             n = self.nodes[nid]
             ins = ", ".join(f"{p}<-{r}" for p, r in n.inputs.items()) or "-"
             out = n.output.describe() if n.output else "(file)"
-            devs = ",".join(n.devices)
+            devs = ",".join(n.devices) + (f" (frames to {n.output_device})" if n.output_device else "")
             lines.append(f"  {nid:<12} {n.cls.type_name:<18} in: {ins:<22} on {devs} x{n.replicas}  "
                          f"queue {n.queue.frames} frames/{_human(n.queue.bytes)}  -> {out}")
         return lines
@@ -73,7 +75,7 @@ class Plan:
             "memory_estimate": self.memory,
             "nodes": [{
                 "id": nid, "type": n.cls.type_name, "inputs": n.inputs, "devices": n.devices,
-                "replicas": n.replicas, "queue": {"frames": n.queue.frames, "bytes": n.queue.bytes},
+                "replicas": n.replicas, "output_device": n.output_device or n.devices[0], "queue": {"frames": n.queue.frames, "bytes": n.queue.bytes},
                 "output": n.output.to_json() if n.output else None, "memory": n.memory,
             } for nid, n in ((i, self.nodes[i]) for i in self.order)],
         }
@@ -156,6 +158,11 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
     for nid, n in nodes.items():
         for port, ref in n.inputs.items():
             nodes[ref].consumers.append((nid, port))
+    for n in nodes.values():
+        if n.cls.is_source() and n.devices == ["cpu"]:
+            targets = {d for c, _ in n.consumers for d in nodes[c].devices}
+            if len(targets) == 1 and targets != {"cpu"}:
+                n.output_device = targets.pop()
 
     sources = [nid for nid, n in nodes.items() if n.cls.type_name == "video.read"]
     for nid, n in nodes.items():
