@@ -80,7 +80,10 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         pipeline.run(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
                      max_frames=max_frames, overwrite=overwrite, hooks=hooks)
     except KeyboardInterrupt:
-        _fail("interrupted before the run started; nothing was written", EXIT_INTERRUPTED)
+        message = "interrupted before the run started; nothing was written"
+        if json_events:
+            click.echo(json.dumps({"event": "interrupted", "message": message}))
+        _fail(message, EXIT_INTERRUPTED)
     except RecipeError as e:
         _print_problems(e.problems)
         if json_events:

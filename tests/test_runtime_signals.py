@@ -168,3 +168,21 @@ nodes:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("diffusify: node 'out' (video.write)")
+
+
+def test_interrupt_before_the_run_starts_exits_130_with_an_event(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from diffusify import cli, pipeline
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while validating or probing, before the engine owns the signals
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    recipe, out = _endless_recipe(tmp_path)
+    result = CliRunner().invoke(cli.cli, ["run", str(recipe), "--json-events"])
+    assert result.exit_code == 130
+    event = json.loads(result.stdout.strip().splitlines()[-1])
+    assert event == {"event": "interrupted", "message": "interrupted before the run started; nothing was written"}
+    assert "diffusify: interrupted before the run started" in result.stderr
+    assert not out.exists()
