@@ -1,6 +1,6 @@
 """Runtime figures: overhead against bare ffmpeg, memory flatness over long runs, and compute/IO overlap.
 
-    python bench/runtime.py overhead [--device cuda]  # 6-node graph (fan-out + merge) vs ffmpeg, 1080p 300 frames
+    python bench/runtime.py overhead [--device cuda] [--repeat 3]  # 6-node graph vs ffmpeg, 1080p 300 frames
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
     python bench/runtime.py all
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,27 @@ def _bare(clip: Path, out: Path) -> tuple[float, float]:
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def overhead(device: str) -> None:
+def overhead(device: str, repeat: int = 1) -> None:
     """The 6-node graph and an identity graph (read -> write: the cost of the frame interface alone) against
-    bare ffmpeg. Throughput is frames over the engine's wall time (the run without interpreter and torch start-up,
-    printed separately); CPU seconds show where a machine without spare cores loses."""
+    bare ffmpeg, ``repeat`` times (each round measures its own baseline; the median ratio is the figure).
+    Throughput is frames over the engine's wall time (the run without interpreter and torch start-up, printed
+    separately); CPU seconds show where a machine without spare cores loses.
+
+    The nodes do all their arithmetic, but their adjustments stay below a quarter of an 8-bit level, so the
+    encoded picture is the source's and the encoder does the same work as in the baseline. Visible adjustments
+    change the encoder's cost (measured on 2 cores: brightness 0.02 and contrast 1.05 made x264 spend 28.5
+    CPU-s instead of 35.9), which would flatter the ratio."""
+    rounds = [_overhead_round(device) for _ in range(repeat)]
+    if repeat > 1:
+        for name in rounds[0]:
+            values = sorted(r[name] for r in rounds)
+            print(f"overhead: {name}: ratios {', '.join(f'{v:.3f}' for v in values)}; "
+                  f"median {statistics.median(values):.3f}")
+    six = statistics.median(r["6-node graph (fan-out + merge)"] for r in rounds)
+    print(f"overhead: throughput ratio 6-node graph / bare ffmpeg = {six:.3f} (target >= 0.9)")
+
+
+def _overhead_round(device: str) -> dict[str, float]:
     frames = 300
     clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=frames)
     write = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
@@ -79,10 +97,10 @@ def overhead(device: str) -> None:
                 version: 1
                 nodes:
                   src:   {{type: video.read, with: {{path: "{clip}"}}}}
-                  warm:  {{type: color, input: src, with: {{brightness: 0.02}}}}
+                  warm:  {{type: color, input: src, with: {{brightness: 0.001}}}}
                   cut:   {{type: crop, input: src, with: {{x: 0, y: 0}}}}
                   mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.5}}}}
-                  grade: {{type: color, input: mix, with: {{contrast: 1.05}}}}
+                  grade: {{type: color, input: mix, with: {{contrast: 1.001}}}}
                   out:   {{type: video.write, input: grade, with: {{path: "{tmp / 'ours.mkv'}", {write}}}}}
             """,
         }
@@ -100,8 +118,7 @@ def overhead(device: str) -> None:
                   f"with start-up, {cpu:.1f} CPU s) -> ratio {bare / engine:.3f} (with start-up {bare / wall:.3f})")
             busy = ", ".join(f"{n['id']} {n['busy_share']:.0%}" for n in summary["nodes"])
             print(f"overhead:   busy: {busy}; first frame after {summary['first_frame_seconds']:.2f} s")
-    print(f"overhead: throughput ratio 6-node graph / bare ffmpeg = {ratios['6-node graph (fan-out + merge)']:.3f} "
-          "(target >= 0.9)")
+    return ratios
 
 
 def memory() -> None:
@@ -159,9 +176,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "all"])
     parser.add_argument("--device", default="cpu", help="devices of the overhead graph's nodes (cpu, cuda, auto)")
+    parser.add_argument("--repeat", type=int, default=1, help="overhead rounds (median ratio reported)")
     args = parser.parse_args()
     for name in (["overhead", "memory", "overlap"] if args.which == "all" else [args.which]):
         if name == "overhead":
-            overhead(args.device)
+            overhead(args.device, args.repeat)
         else:
             globals()[name]()

@@ -74,6 +74,7 @@ class CollectSink(Processor):
 class SlowParams(Params):
     ms: float = Field(20.0, ge=0, description="Milliseconds of sleep per frame.")
     fail_at: int | None = Field(None, description="Raise at this frame index.")
+    setup_ms: float = Field(0.0, ge=0, description="Milliseconds of sleep in setup (a model loading).")
 
 
 class Slow(Processor):
@@ -81,6 +82,11 @@ class Slow(Processor):
 
     type_name = "test.slow"
     Params = SlowParams
+
+    def setup(self) -> None:
+        import time
+
+        time.sleep(self.params.setup_ms / 1000)
 
     def _process(self, frames: Mapping[str, Any]) -> Any:
         import time

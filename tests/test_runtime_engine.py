@@ -101,22 +101,27 @@ def test_byte_budget_admits_one_oversized_frame(registry, write_recipe):
     assert len(_frames("collected")) == 5
 
 
-def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, write_recipe):
-    path = write_recipe("""
+def _chain(write_recipe, *, frames: int, slow: str) -> str:
+    """A recipe: 16x16 pattern -> test.slow (node 'slow', with ``slow`` as its params) -> test.collect."""
+    return write_recipe(f"""
         version: 1
         nodes:
-          src: {type: pattern, with: {width: 16, height: 16, frames: 1000}}
-          bad: {type: test.slow, input: src, with: {ms: 1, fail_at: 7}}
-          out: {type: test.collect, input: bad}
+          src: {{type: pattern, with: {{width: 16, height: 16, frames: {frames}}}}}
+          slow: {{type: test.slow, input: src, with: {{{slow}}}}}
+          out: {{type: test.collect, input: slow}}
     """)
+
+
+def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, write_recipe):
+    path = _chain(write_recipe, frames=1000, slow="ms: 1, fail_at: 7")
     before = threading.active_count()
     t0 = time.monotonic()
     with pytest.raises(PipelineError) as info:
         run(path, registry=registry, handle_signals=False)
     assert time.monotonic() - t0 < 5
     err = info.value
-    assert (err.node, err.node_type, err.frame) == ("bad", "test.slow", 7)
-    assert "node 'bad' (test.slow) at frame 7: RuntimeError: boom" in str(err)
+    assert (err.node, err.node_type, err.frame) == ("slow", "test.slow", 7)
+    assert "node 'slow' (test.slow) at frame 7: RuntimeError: boom" in str(err)
     # the first error wins: frames already handed to the sink are written, the rest are dropped at once
     got = [f.index for f in _frames("collected")]
     assert got == list(range(len(got))) and len(got) <= 7
@@ -127,13 +132,7 @@ def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, wr
 
 
 def test_stop_drains_in_flight_frames(registry, write_recipe):
-    path = write_recipe("""
-        version: 1
-        nodes:
-          src: {type: pattern, with: {width: 16, height: 16, frames: 100000}}
-          slow: {type: test.slow, input: src, with: {ms: 2}}
-          out: {type: test.collect, input: slow}
-    """)
+    path = _chain(write_recipe, frames=100000, slow="ms: 2")
     from diffusify.pipeline import plan as make_plan
     from diffusify.runtime.engine import Engine
 
@@ -145,6 +144,21 @@ def test_stop_drains_in_flight_frames(registry, write_recipe):
     assert 0 < len(frames) < 100000
     assert [f.index for f in frames] == list(range(len(frames)))
     assert summary["frames"] == len(frames)
+
+
+def test_progress_says_which_nodes_still_set_up(registry, write_recipe):
+    path = _chain(write_recipe, frames=100, slow="ms: 3, setup_ms: 400")
+    from diffusify.pipeline import plan as make_plan
+    from diffusify.runtime.engine import Engine
+
+    events: list[dict] = []
+    p, _ = make_plan(path, registry=registry)
+    summary = Engine(p, hooks=[lambda **e: events.append(e)], handle_signals=False, progress_interval=0.05).run()
+    ready = [{n["id"]: n["ready"] for n in e["nodes"]} for e in events if e["event"] == "progress"]
+    assert {"src": True, "slow": False, "out": True} in ready  # while its "model" loads
+    assert ready[-1] == {"src": True, "slow": True, "out": True}  # 100 frames x 3 ms after it
+    model = next(n for n in summary["nodes"] if n["id"] == "slow")
+    assert model["setup_seconds"] >= 0.4 and summary["first_frame_seconds"] >= 0.4
 
 
 def test_overlap_hides_source_and_sink_behind_compute(registry, write_recipe):

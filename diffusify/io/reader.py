@@ -93,13 +93,20 @@ def tensor_to_planes(data: torch.Tensor, high_bit_depth: bool) -> memoryview:
     # one scratch tensor, in-place passes, then the narrowing copy straight into planar G, B, R order
     scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
     h, w = scaled.shape[-2:]
+    order = ((0, 1), (1, 2), (2, 0)) if scaled.shape[0] == 3 else ((0, 0), (1, 0), (2, 0))
+    if scaled.device.type == "cpu":
+        # numpy narrows float32 to integers about 3x faster than torch's CPU cast (1.0 vs 3.5 ms for a 1080p
+        # frame on one thread); the values are whole numbers in range already, so the unsafe cast is exact
+        import numpy as np
+
+        planes = np.empty((3, h, w), dtype=np.uint16 if high_bit_depth else np.uint8)
+        src = scaled.numpy()
+        for dst, channel in order:
+            np.copyto(planes[dst], src[channel], casting="unsafe")
+        return memoryview(planes).cast("B")
     packed = torch.empty((3, h, w), dtype=torch.uint16 if high_bit_depth else torch.uint8, device=scaled.device)
-    if scaled.shape[0] == 3:
-        packed[0].copy_(scaled[1])
-        packed[1].copy_(scaled[2])
-        packed[2].copy_(scaled[0])
-    else:
-        packed.copy_(scaled[:1].expand(3, -1, -1))
+    for dst, channel in order:
+        packed[dst].copy_(scaled[channel])
     return memoryview(packed.cpu().numpy()).cast("B")
 
 

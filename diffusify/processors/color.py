@@ -32,14 +32,24 @@ class Color(Processor):
     Params = ColorParams
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        import torch
+
         p = self.params
         x = frames["input"].data
-        if p.contrast != 1.0 or p.brightness != 0.0:
-            x = (x - 0.5) * p.contrast + (0.5 + p.brightness)
-        if p.saturation != 1.0 and x.shape[0] == 3:
-            luma = (0.2126 * x[0] + 0.7152 * x[1] + 0.0722 * x[2]).unsqueeze(0)
-            x = luma + (x - luma) * p.saturation
-        x = x.clamp(0, 1)
+        # (x - 0.5) * contrast + 0.5 + brightness as one scale and one offset: the input is shared (read-only),
+        # so the first pass allocates the output and every later pass works in place on it (a 1080p frame is
+        # 25 MB; each pass saved is about 1.5 ms on one CPU thread)
+        offset = 0.5 + p.brightness - 0.5 * p.contrast
+        if p.contrast != 1.0:
+            y = x.mul(p.contrast).add_(offset)
+        elif offset != 0.0:
+            y = torch.add(x, offset)
+        else:
+            y = x.clone()
+        if p.saturation != 1.0 and y.shape[0] == 3:
+            luma = (0.2126 * y[0] + 0.7152 * y[1] + 0.0722 * y[2]).unsqueeze(0)
+            y.sub_(luma).mul_(p.saturation).add_(luma)
+        y.clamp_(0, 1)
         if p.gamma != 1.0:
-            x = x.pow(1.0 / p.gamma)
-        return x
+            y.pow_(1.0 / p.gamma)
+        return y

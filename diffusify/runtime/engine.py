@@ -42,18 +42,27 @@ class NodeState:
     finished_replicas: int = 0
     read_lock: threading.Lock = field(default_factory=threading.Lock)
     emit_lock: threading.Lock = field(default_factory=threading.Lock)
+    setup_lock: threading.Lock = field(default_factory=threading.Lock)
     pending: dict[int, Frame] = field(default_factory=dict)
     next_index: int = 0
     source_busy: float = 0.0
     result: dict[str, Any] = field(default_factory=dict)
     last_frame: int | None = None
     setup_seconds: float = 0.0
+    ready_replicas: int = 0
 
     def setup(self, proc: Processor) -> None:
         """Run a replica's setup (model loading, opening files), keeping the longest time it took."""
         t0 = time.perf_counter()
         proc.setup()
-        self.setup_seconds = max(self.setup_seconds, time.perf_counter() - t0)
+        with self.setup_lock:
+            self.setup_seconds = max(self.setup_seconds, time.perf_counter() - t0)
+            self.ready_replicas += 1
+
+    @property
+    def ready(self) -> bool:
+        """Every replica has finished its setup."""
+        return self.ready_replicas == len(self.processors)
 
     @property
     def busy(self) -> float:
@@ -298,7 +307,7 @@ class Engine:
             nodes.append({"id": st.plan.id, "frames": st.frames_out, "fps": st.frames_out / elapsed if elapsed else 0.0,
                           "busy": min(1.0, st.busy / (elapsed * st.plan.replicas)) if elapsed else 0.0,
                           "queue_frames": sum(f for f, _ in fills), "queue_capacity": cap,
-                          "queue_bytes": sum(b for _, b in fills)})
+                          "queue_bytes": sum(b for _, b in fills), "ready": st.ready})
         return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
 
     def run(self) -> dict[str, Any]:

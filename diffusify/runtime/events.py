@@ -3,8 +3,9 @@
 A hook is any callable taking keyword arguments only: ``hook(event="progress", **fields)``. Hooks must accept
 ``**future_fields``: new fields are added to events without notice, never removed or renamed.
 
-Events: ``start`` (plan), ``progress`` (about once a second), ``warning``, ``node_finished``, ``finished``
-(summary), ``error``, ``interrupted``.
+Events: ``start`` (plan), ``progress`` (about once a second; per node its frames, fps, busy share, queue fill
+and ``ready``, false while the node still sets up: loading or compiling a model), ``warning``, ``node_finished``,
+``finished`` (summary), ``error``, ``interrupted``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class ProgressDisplay:
             pct = f" ({100 * f['frames'] / total:.0f}%)" if total else ""
             head = (f"{f['frames']}/{total or '?'} frames{pct}  {f['fps']:.1f} fps  "
                     f"ETA {_eta(f.get('eta'))}  elapsed {_eta(f['elapsed'])}")
+            loading = [n["id"] for n in f["nodes"] if not n.get("ready", True)]
+            if loading:
+                head += f"  setting up {', '.join(loading)}"
+            elif not f["frames"]:
+                head += "  waiting for the first frame"
             nodes = [f"  {n['id']:<12} {n['fps']:6.1f} fps  busy {100 * n['busy']:3.0f}%  queue "
                      f"{n['queue_frames']}/{n['queue_capacity']}" for n in f["nodes"]]
             self._write([head, *nodes] if self.tty else [head])
@@ -93,8 +99,10 @@ class ProgressDisplay:
 
 def format_summary(s: dict[str, Any]) -> list[str]:
     """Human-readable lines of a run summary."""
-    lines = [f"done: {s['frames']} frames in {s['wall_seconds']:.2f} s ({s['fps']:.2f} fps), "
-             f"peak RAM {s['peak_ram_bytes'] / 2**20:.0f} MiB"]
+    first = s.get("first_frame_seconds")
+    lines = [f"done: {s['frames']} frames in {s['wall_seconds']:.2f} s ({s['fps']:.2f} fps"
+             + (f", first after {first:.2f} s" if first is not None else "")
+             + f"), peak RAM {s['peak_ram_bytes'] / 2**20:.0f} MiB"]
     for dev, peak in (s.get("peak_gpu_bytes") or {}).items():
         lines.append(f"  peak GPU memory on {dev}: {peak / 2**20:.0f} MiB")
     for n in s["nodes"]:

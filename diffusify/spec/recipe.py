@@ -16,9 +16,13 @@ QUEUE_KEYS = ("frames", "bytes")
 @dataclass
 class QueueBudget:
     """Bound on one edge: at most ``frames`` frames and ``bytes`` bytes waiting (a single larger frame is
-    always admitted so a huge frame cannot deadlock an empty queue)."""
+    always admitted so a huge frame cannot deadlock an empty queue).
 
-    frames: int = 8
+    Four frames absorb the jitter between nodes; more only hold memory (a 1080p float frame is 25 MB, a 4K one
+    100 MB) whose first touch costs page faults: measured on 2 cores, 8 frames per edge spent 2.9 s of system
+    time on a 300-frame 1080p graph, 4 frames 1.6 s, at the same throughput."""
+
+    frames: int = 4
     bytes: int = 1 << 30
 
 
