@@ -96,9 +96,12 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         # under it takes seconds or hangs, while a second Ctrl-C promises a stop within 2 s.
         if not _STANDALONE:  # called in-process (tests, an embedding app): a normal exit
             _fail(str(e), e.exit_code)
-        click.echo(f"diffusify: {e}", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            click.echo(f"diffusify: {e}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a reader of our output went away; the exit code still tells
+            pass
         os._exit(e.exit_code)
     except DiffusifyError as e:
         _fail(str(e), e.exit_code)
