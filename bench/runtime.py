@@ -46,15 +46,18 @@ def _run_cli(recipe: str, *extra: str) -> dict:
     return next(e for e in events if e["event"] == "finished")["summary"]
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _bare(clip: Path, out: Path) -> tuple[float, float]:
     """Bare ffmpeg decode -> encode with CODEC: (wall seconds, CPU seconds of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), "-map", "0:v",
                     *CODEC, str(out)], check=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
 def overhead(device: str, repeat: int = 1) -> None:
@@ -106,12 +109,9 @@ def _overhead_round(device: str) -> dict[str, float]:
         }
         ratios = {}
         for name, text in graphs.items():
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
+            cpu0, t0 = _children_cpu(), time.perf_counter()
             summary = _run_cli(_recipe(tmp, text), "--device", device)
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
             engine = summary["wall_seconds"]
             ratios[name] = bare / engine
             print(f"overhead: {name:<30} {frames / engine:6.1f} fps ({engine:.2f} s in the engine, {wall:.2f} s "

@@ -16,9 +16,19 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _STANDALONE = False  # set by main(): this process is the command, not a host calling it
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"diffusify: {message}", err=True)
-    sys.exit(code)
+def _fail(message: str, code: int, *, fast: bool = False) -> None:
+    """Print ``diffusify: message`` and exit with ``code``. ``fast`` (the command's own process only) leaves
+    without the interpreter's teardown."""
+    if not (fast and _STANDALONE):  # in-process callers (tests, an embedding app) get a normal exit
+        click.echo(f"diffusify: {message}", err=True)
+        sys.exit(code)
+    try:
+        click.echo(f"diffusify: {message}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a reader of our output went away; the exit code still tells
+        pass
+    os._exit(code)
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -94,15 +104,7 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         # The outputs are final and every ffmpeg child has exited. Leave without the interpreter's teardown: a
         # worker can still sit in a long GPU kernel (it is a daemon thread), and tearing the CUDA context down
         # under it takes seconds or hangs, while a second Ctrl-C promises a stop within 2 s.
-        if not _STANDALONE:  # called in-process (tests, an embedding app): a normal exit
-            _fail(str(e), e.exit_code)
-        try:
-            click.echo(f"diffusify: {e}", err=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:  # a reader of our output went away; the exit code still tells
-            pass
-        os._exit(e.exit_code)
+        _fail(str(e), e.exit_code, fast=True)
     except DiffusifyError as e:
         _fail(str(e), e.exit_code)
     except Exception as e:  # a bug: still one line, never a traceback (set DIFFUSIFY_DEBUG=1 to see it)

@@ -45,6 +45,7 @@ class CodecPreset:
         extra_args: arguments always passed.
         containers: file extensions the codec can be stored in, None for no restriction known here.
         hardware: needs a GPU at run time (NVENC).
+        software: the software encoder of the same format, suggested when the hardware is missing.
     """
 
     pix_fmt: str
@@ -57,6 +58,7 @@ class CodecPreset:
     extra_args: tuple[str, ...] = ()
     containers: frozenset[str] | None = None
     hardware: bool = False
+    software: str | None = None
 
 
 _NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
@@ -85,12 +87,16 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
         containers=frozenset({".mkv", ".mov", ".avi"}),
     ),
     "h264_nvenc": CodecPreset(
-        "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True
+        "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
+        software="libx264",
     ),
     "hevc_nvenc": CodecPreset(
-        "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True
+        "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
+        software="libx265",
     ),
-    "av1_nvenc": CodecPreset("yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True),
+    "av1_nvenc": CodecPreset(
+        "yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True, software="libsvtav1"
+    ),
 }
 
 # Extension -> ffmpeg muxer.
@@ -231,10 +237,10 @@ class VideoWriter:
         if preset_info and preset_info.hardware:
             reason = encoder_failure(codec)
             if reason is not None:
-                software = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}.get(codec)
                 raise MediaError(
                     f"{self.path}: encoder {codec} cannot open on this machine (NVENC needs an NVIDIA GPU with "
-                    f"video encoder units and its driver; use {software or 'a software codec'} instead): {reason}"
+                    f"video encoder units and its driver; use {preset_info.software or 'a software codec'} "
+                    f"instead): {reason}"
                 )
         if preset_info and preset_info.containers is not None and self._suffix not in preset_info.containers:
             raise MediaError(

@@ -32,8 +32,6 @@ class Color(Processor):
     Params = ColorParams
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        import torch
-
         p = self.params
         x = frames["input"].data
         # (x - 0.5) * contrast + 0.5 + brightness as one scale and one offset: the input is shared (read-only),
@@ -43,7 +41,7 @@ class Color(Processor):
         if p.contrast != 1.0:
             y = x.mul(p.contrast).add_(offset)
         elif offset != 0.0:
-            y = torch.add(x, offset)
+            y = x.add(offset)
         else:
             y = x.clone()
         if p.saturation != 1.0 and y.shape[0] == 3:
