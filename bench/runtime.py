@@ -60,6 +60,32 @@ def _bare(clip: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
+def _piped(clip: Path, out: Path) -> tuple[float, float]:
+    """The engine's two ffmpeg ends alone, joined by a pipe: decode with the reader's conversion to planar RGB,
+    encode with the writer's conversion from it, nothing in between (no Python). (wall seconds, CPU seconds)."""
+    from diffusify.io.formats import from_rgb_filter, to_rgb_filter
+    from diffusify.io.probe import probe
+
+    info = probe(clip)
+    video = info.video
+    assert video is not None
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    decode = [ffmpeg, "-v", "error", "-i", str(clip), "-map", "0:v:0",
+              "-vf", to_rgb_filter(info.pix_fmt, video.color, video.height, "gbrp"),
+              "-f", "rawvideo", "-pix_fmt", "gbrp", "pipe:1"]
+    encode = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrp", "-s", f"{video.width}x{video.height}",
+              "-framerate", str(video.fps), "-i", "pipe:0", "-vf", from_rgb_filter(video.color, "yuv420p")[0],
+              *CODEC, str(out)]
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    decoder = subprocess.Popen(decode, stdout=subprocess.PIPE)
+    encoder = subprocess.Popen(encode, stdin=decoder.stdout)
+    assert decoder.stdout is not None
+    decoder.stdout.close()
+    if encoder.wait() != 0 or decoder.wait() != 0:
+        raise SystemExit("the piped ffmpeg pair failed")
+    return time.perf_counter() - t0, _children_cpu() - cpu0
+
+
 def overhead(device: str, repeat: int = 1) -> None:
     """The 6-node graph and an identity graph (read -> write: the cost of the frame interface alone) against
     bare ffmpeg, ``repeat`` times (each round measures its own baseline; the median ratio is the figure).
@@ -89,6 +115,10 @@ def _overhead_round(device: str) -> dict[str, float]:
         tmp = Path(d)
         bare, bare_cpu = _bare(clip, tmp / "ffmpeg.mkv")
         print(f"overhead: bare ffmpeg decode->encode     {frames / bare:6.1f} fps ({bare:.2f} s, {bare_cpu:.1f} CPU s)")
+        piped, piped_cpu = _piped(clip, tmp / "piped.mkv")
+        ratios = {"ffmpeg -> RGB pipe -> ffmpeg": bare / piped}
+        print(f"overhead: ffmpeg -> RGB pipe -> ffmpeg   {frames / piped:6.1f} fps ({piped:.2f} s, {piped_cpu:.1f} CPU s) "
+              f"-> ratio {bare / piped:.3f} (the frame interface without Python)")
         graphs = {
             "identity graph (read -> write)": f"""
                 version: 1
@@ -107,7 +137,6 @@ def _overhead_round(device: str) -> dict[str, float]:
                   out:   {{type: video.write, input: grade, with: {{path: "{tmp / 'ours.mkv'}", {write}}}}}
             """,
         }
-        ratios = {}
         for name, text in graphs.items():
             cpu0, t0 = _children_cpu(), time.perf_counter()
             summary = _run_cli(_recipe(tmp, text), "--device", device)

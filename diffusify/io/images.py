@@ -156,6 +156,8 @@ class ImageSequenceReader:
     ) -> None:
         import torch
 
+        from diffusify.io.reader import FrameBuffer
+
         self.source = os.fspath(pattern_or_dir)
         files = list_images(pattern_or_dir)
         if start < 0 or start >= len(files):
@@ -183,6 +185,7 @@ class ImageSequenceReader:
                     "all images must have one size"
                 )
         self._frame_bytes = self._width * self._height * 3 * (2 if self.high_bit_depth else 1)
+        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.type == "cuda")
         self._proc: FFmpegProcess | None = None
         self._list: str | None = None
         self._next = 0
@@ -220,7 +223,7 @@ class ImageSequenceReader:
         return self._proc
 
     def __next__(self) -> Frame:
-        from diffusify.io.reader import planes_to_tensor, read_exact
+        from diffusify.io.reader import planes_to_tensor
         from diffusify.runtime.frame import Frame
 
         if self._next >= len(self.files):
@@ -228,7 +231,7 @@ class ImageSequenceReader:
             raise StopIteration
         proc = self._proc or self._spawn()
         assert proc.proc.stdout is not None
-        buf, got = read_exact(proc.proc.stdout, self._frame_bytes, pin=self.device.type == "cuda")
+        buf, got = self._buffer.read(proc.proc.stdout)
         if got != self._frame_bytes:
             rc = proc.finish()
             reason = proc.tail()

@@ -38,6 +38,15 @@ COMMON_RATES: tuple[Fraction, ...] = tuple(
 )
 
 _NOPTS = -(2**63)
+# How ffmpeg prints a stream's flags at the end of its line, and the names -disposition takes.
+_DISPOSITIONS = {
+    name.replace("_", " ").replace("non diegetic", "non-diegetic"): name
+    for name in (
+        "default", "dub", "original", "comment", "lyrics", "karaoke", "forced", "hearing_impaired",
+        "visual_impaired", "clean_effects", "captions", "descriptions", "metadata", "dependent", "non_diegetic",
+    )
+}  # fmt: skip
+_PARENS = re.compile(r"\(([^()]*)\)")
 _STREAM = re.compile(
     r"^\s*Stream #\d+:(?P<index>\d+)(?:\[[^\]]*\])?(?:\((?P<lang>[^)]*)\))?: "
     r"(?P<kind>Video|Audio|Subtitle|Attachment|Data): (?P<rest>.*)$"
@@ -62,6 +71,8 @@ class MediaStream:
         language: ISO 639 language tag, None when absent or ``und``.
         title: the stream's title tag, None when absent.
         attached_pic: a video stream that is cover art rather than footage.
+        disposition: the stream's flags as ffmpeg's ``-disposition`` names them (``default``, ``forced``,
+            ``hearing_impaired``...).
     """
 
     index: int
@@ -70,6 +81,7 @@ class MediaStream:
     language: str | None = None
     title: str | None = None
     attached_pic: bool = False
+    disposition: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,6 +303,9 @@ def _parse_header(
                 "language": None if lang in (None, "und") else lang,
                 "title": None,
                 "attached_pic": attached,
+                "disposition": tuple(
+                    _DISPOSITIONS[flag] for flag in _PARENS.findall(rest) if flag in _DISPOSITIONS
+                ),
             }
             current_indent = len(line) - len(line.lstrip())
             entries.append(current)
@@ -303,6 +318,8 @@ def _parse_header(
                 current = None
             elif m.group("key").strip().lower() == "title":
                 current["title"] = m.group("value").strip()
+            elif m.group("key").strip().lower() == "name" and current["title"] is None:
+                current["title"] = m.group("value").strip()  # mp4/mov keep a track's title as its name
     streams = tuple(MediaStream(**e) for e in entries)  # type: ignore[arg-type]
     return fmt, duration, start, streams, chapters, video_line
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,7 +26,8 @@ from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failu
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
-from diffusify.io.reader import tensor_to_planes
+from diffusify.io.reader import PlanePacker
+from diffusify.io.subtitles import CUTTABLE_CODECS, cut_text_subtitles
 from diffusify.runtime.frame import Frame
 
 __all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "VideoWriter", "WriteResult"]
@@ -182,6 +185,9 @@ class VideoWriter:
         self._proc: FFmpegProcess | None = None
         self._result: WriteResult | None = None
         self._copy_seeks = False
+        self._copy_cut = Fraction(0)
+        self._copy_length: Fraction | None = None
+        self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINERS:
@@ -204,6 +210,7 @@ class VideoWriter:
             else ("yuv420p10le" if stream.bit_depth > 8 else "yuv420p")
         )
         self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
+        self._packer = PlanePacker(self._high)
         self._in_fmt = planar_rgb_format(self._high)
         self._frame_bytes = stream.width * stream.height * 3 * (2 if self._high else 1)
         if use_timestamps and self._in_fmt == "gbrp16be":  # pragma: no cover - big endian only
@@ -213,11 +220,15 @@ class VideoWriter:
         )
 
         self._check_paths(copy_from, overwrite)
-        args = self._command(
-            preset_info, crf, bitrate, preset, list(extra_args), copy_from, copy_range, overwrite
-        )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = FFmpegProcess(args, stdin_pipe=True)
+        try:
+            args = self._command(
+                preset_info, crf, bitrate, preset, list(extra_args), copy_from, copy_range, overwrite
+            )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._proc = FFmpegProcess(args, stdin_pipe=True)
+        except BaseException:
+            self._remove_scratch()
+            raise
         if self._mkv is not None:
             self._send(self._mkv.header(), frame_index=0)
 
@@ -320,7 +331,8 @@ class VideoWriter:
         copy_args: list[str] = []
         if copy_from is not None:
             args += self._copy_input(copy_from, copy_range)
-            copy_args = self._copy_maps(copy_from)
+            cut_inputs, copy_args = self._copy_maps(copy_from)
+            args += cut_inputs
 
         filters, tags = self._color_args()
         args += ["-map", "0:v:0", "-vf", ",".join(filters), "-c:v", self.codec, "-pix_fmt", self.pix_fmt]
@@ -370,18 +382,29 @@ class VideoWriter:
                 self._copy_seeks = True
                 # -ss counts from the container start; the range is on the video's timeline.
                 offset = source.video_start - Fraction(source.start_time).limit_denominator(1000000)
-                args += ["-ss", f"{max(0.0, float(begin + offset)):.6f}"]
+                self._copy_cut = max(Fraction(0), begin + offset)
+                args += ["-ss", f"{float(self._copy_cut):.6f}"]
             if end is not None:
                 length = Fraction(end) - begin
                 if length <= 0:
                     raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
+                self._copy_length = length
                 args += ["-t", f"{float(length):.6f}"]
         return [*args, "-i", source.path]
 
-    def _copy_maps(self, source: MediaInfo) -> list[str]:
-        """Map and codec options for the source's audio, subtitle and attachment streams."""
+    def _copy_maps(self, source: MediaInfo) -> tuple[list[str], list[str]]:
+        """Inputs, maps and codec options for the source's audio, subtitle and attachment streams.
+
+        Text subtitles behind a cut come from files of their own (see :mod:`diffusify.io.subtitles`), so that the
+        line on screen at the cut is kept; they take their tags and flags from the source's stream.
+
+        Returns:
+            ``(extra inputs, output options)``.
+        """
+        inputs: list[str] = []
         maps: list[str] = []
         codecs: list[str] = []
+        metadata: list[str] = []
         out_index = 1
         muxer = self._muxer
         name = source.path
@@ -389,8 +412,23 @@ class VideoWriter:
         def add(stream: MediaStream, codec: str) -> None:
             nonlocal out_index
             # Output stream 0 is the video from the pipe; the copied streams follow in mapping order.
-            maps.extend(["-map", f"1:{stream.index}"])
+            if stream.kind == "subtitle" and self._copy_seeks and stream.codec in CUTTABLE_CODECS:
+                if self._scratch is None:
+                    self._scratch = Path(tempfile.mkdtemp(prefix="diffusify-subtitles-"))
+                inputs.extend(
+                    cut_text_subtitles(
+                        name, stream.index, stream.codec, cut=self._copy_cut, length=self._copy_length,
+                        folder=self._scratch,
+                    )
+                )  # fmt: skip
+                maps.extend(["-map", f"{1 + inputs.count('-i')}:0"])
+                metadata.extend([f"-disposition:{out_index}", "+".join(stream.disposition) or "0"])
+            else:
+                maps.extend(["-map", f"1:{stream.index}"])
             codecs.extend([f"-c:{out_index}", codec])
+            # Stream tags (language, title, an attachment's file name) from the source's stream. Once one stream
+            # is mapped by hand ffmpeg copies none by itself, so every copied stream gets its mapping.
+            metadata.extend([f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"])
             out_index += 1
 
         for st in source.streams:
@@ -426,7 +464,7 @@ class VideoWriter:
                         f"{self.path}: {name} attachment stream {st.index} ({st.codec}) cannot be stored in "
                         f"{self._suffix}; dropped (use .mkv to keep it)"
                     )
-        args = maps + codecs + ["-map_metadata", "1", "-map_chapters", "1"]
+        args = maps + codecs + metadata + ["-map_metadata", "1", "-map_chapters", "1"]
         if self._copy_seeks:
             # The seek lands on a keyframe before the cut; without this the copied packets from before it are
             # kept, and the muxer shifts every stream, video included, to make their times non-negative.
@@ -434,7 +472,7 @@ class VideoWriter:
         video = next((st for st in source.streams if st.index == source.video_index), None)
         if video is not None and video.language:
             args += ["-metadata:s:v:0", f"language={video.language}"]
-        return args
+        return inputs, args
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -447,6 +485,7 @@ class VideoWriter:
         except (BrokenPipeError, ValueError, OSError):
             rc = proc.finish(timeout=30)
             self._proc = None
+            self._remove_scratch()
             raise MediaError(self._failure_message(rc, proc, f"at frame {frame_index}")) from None
 
     def _failure_message(self, rc: int | None, proc: FFmpegProcess, where: str) -> str:
@@ -477,7 +516,7 @@ class VideoWriter:
             data = data[:3]
         elif channels not in (1, 3):
             raise MediaError(f"{self.path}: frame {frame.index} has {channels} channels, expected 1, 3 or 4")
-        return tensor_to_planes(data, self._high)
+        return self._packer.pack(data)
 
     def write(self, frame: Frame) -> None:
         """Encode one frame.
@@ -529,6 +568,7 @@ class VideoWriter:
             raise MediaError(f"{self.path}: the encoder already failed")
         self._proc = None
         rc = proc.finish()
+        self._remove_scratch()
         if rc != 0:
             message = self._failure_message(rc, proc, "while finishing the file")
             proc.close_log()
@@ -551,6 +591,7 @@ class VideoWriter:
             if rc != 0:
                 self.warnings.append(self._failure_message(rc, proc, "while finishing the aborted file"))
             proc.close_log()
+        self._remove_scratch()
         try:
             self._result = self._check_output()
         except MediaError as exc:
@@ -580,6 +621,11 @@ class VideoWriter:
                     f"{float(expected):.3f} s (drift of more than one frame)"
                 )
         return WriteResult(str(self.path), self._frames, duration, list(self.warnings))
+
+    def _remove_scratch(self) -> None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     @property
     def frames(self) -> int:
