@@ -110,6 +110,22 @@ def test_writer_tags_untagged_streams_bt709_limited(tmp_path: Path) -> None:
     assert np.abs(decode_rgb(out, matrix="bt709", rng="tv") - truth).mean() <= 1.5
 
 
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_phone_video_comes_out_upright(tmp_path: Path, degrees: int) -> None:
+    # Phones store portrait video as landscape frames plus a display rotation (counter-clockwise).
+    plain = make_clip(tmp_path / "plain.mp4", size="64x48", frames=3, pix_fmt="yuv444p", extra=("-crf", "0"))
+    turned = tmp_path / "turned.mp4"
+    ffmpeg("-display_rotation", str(degrees), "-i", plain, "-c", "copy", turned)
+    info = probe(turned)
+    assert round(info.rotation) % 360 == degrees  # ffmpeg prints 270 as -90
+    assert info.video is not None
+    assert (info.video.width, info.video.height) == ((48, 64) if degrees != 180 else (64, 48))
+    got = as_rgb255(full_read(turned))
+    upright = np.stack([np.rot90(frame, k=degrees // 90) for frame in as_rgb255(full_read(plain))])
+    assert got.shape == upright.shape
+    assert np.abs(got - upright).max() == 0
+
+
 def full_read(path: Path) -> list:
     return list(VideoReader(str(path), probe(path)))
 
@@ -121,6 +137,8 @@ def full_read(path: Path) -> list:
         ("gop.mkv", ("-g", "7")),
         # MPEG-TS has no index: the seek can land after the needed keyframe and must fall back.
         ("stream.ts", ("-g", "40", "-bf", "2")),
+        # A broadcast capture whose 33-bit 90 kHz clock wraps to 0 half a second in (after 95443.7 s).
+        ("wraps.ts", ("-g", "40", "-bf", "2", "-output_ts_offset", "95441.8")),
     ],
 )
 def test_start_end_are_frame_exact(tmp_path: Path, name: str, extra: tuple[str, ...]) -> None:

@@ -187,6 +187,30 @@ def test_copy_range_trims_the_copied_streams(tmp_path: Path, ext: str) -> None:
         assert re.search(r"Attachment:.*\n.*Metadata:\n\s+filename\s+: notes.txt\n\s+mimetype\s+: text/plain", listing)
 
 
+def test_copy_range_across_an_mpegts_clock_wrap(tmp_path: Path) -> None:
+    # A capture whose 33-bit 90 kHz clock wraps to 0 one second in: the cut after the wrap keeps its audio.
+    src = tmp_path / "capture.ts"
+    run_ffmpeg([
+        "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-f", "lavfi", "-i",
+        "sine=frequency=440:sample_rate=48000", "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-output_ts_offset", "95441.3", "-f", "mpegts", str(src),
+    ])  # fmt: skip
+    info = probe(src)
+    assert info.video is not None and info.video.frames == 75
+    assert info.start_time < 0  # ffmpeg unwraps the clock: the times before the wrap come out negative
+    start, end = 30, 60
+    out = tmp_path / "cut.mkv"
+    with (
+        VideoReader(str(src), info, start=start, end=end) as reader,
+        VideoWriter(out, info.video, copy_from=info, copy_range=(info.timestamps[start], info.timestamps[end])) as writer,
+    ):
+        write_all(writer, list(reader))
+    got = probe(out)
+    assert got.video is not None and got.video.frames == 30
+    first, last = stream_span(out, "a:0")
+    assert abs(first) <= 0.04 and abs(last - 1.2) <= 0.04
+
+
 def test_ten_bit_default_pix_fmt_and_precision(tmp_path: Path) -> None:
     ramp = torch.linspace(0, 1, 256).repeat(3, 16, 1)  # 256 columns of distinct levels per 1/255 step...
     fine = ramp * (200 / 255)  # ...squeezed so that 8 bits would merge neighbours

@@ -54,6 +54,7 @@ _STREAM = re.compile(
 _INPUT = re.compile(r"^Input #0, (?P<format>.+?), from '")
 _DURATION = re.compile(r"^\s*Duration: (?P<duration>[\d:.]+|N/A)(?:, start: (?P<start>-?[\d.]+))?")
 _CHAPTER = re.compile(r"^\s*Chapter #\d+:\d+: ")
+_ROTATION = re.compile(r"^\s+(?:Display Matrix|displaymatrix): rotation of (?P<degrees>-?[\d.]+) degrees", re.I)
 _METADATA_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<key>\w[\w ]*?)\s*: (?P<value>.*)$")
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
 _FIELD_WORDS = ("progressive", "top first", "bottom first", "top coded first", "bottom coded first")
@@ -105,6 +106,9 @@ class MediaInfo:
             relative to ``start_time``), in seconds; ``-seek_timestamp 1 -ss`` positions use this timeline.
         time_base: time base of the video timestamps.
         video_duration: first video frame to the end of the last one (its own duration included), in seconds.
+        rotation: the video's display rotation in degrees (phones store portrait video as landscape frames plus
+            this tag). ffmpeg turns the decoded frames upright, and ``video`` describes them upright: a quarter
+            turn swaps its width and height.
     """
 
     path: str
@@ -121,6 +125,7 @@ class MediaInfo:
     video_start: Fraction = Fraction(0)
     time_base: Fraction | None = None
     video_duration: Fraction | None = None
+    rotation: float = 0.0
 
     def streams_of(self, kind: str) -> tuple[MediaStream, ...]:
         """The streams of one kind (``audio``, ``subtitle``...)."""
@@ -197,7 +202,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
     header = _input_section(log)
     if not header:
         raise MediaError(f"{shown}: not a readable media file ({last_lines(log, 1)})")
-    fmt, duration, start, streams, chapters, video_line = _parse_header(header)
+    fmt, duration, start, streams, chapters, video_line, rotation = _parse_header(header)
     if proc.returncode != 0 and video_line is not None:
         raise MediaError(f"{shown}: ffmpeg cannot demux the video ({last_lines(log, 1)})")
 
@@ -224,14 +229,18 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         if timestamps and time_base:
             last = last_duration * time_base if last_duration else 1 / fps
             video_duration = timestamps[-1] + last
+        width, height, sar = parsed.width, parsed.height, parsed.sar
+        if round(rotation) % 180 == 90:
+            # ffmpeg's autorotation transposes quarter-turned video (within a degree, as ffmpeg decides)
+            width, height, sar = height, width, 1 / sar
         video = StreamInfo(
-            width=parsed.width,
-            height=parsed.height,
+            width=width,
+            height=height,
             fps=fps,
             frames=frames,
             channels=3,
             bit_depth=pix_fmt_bit_depth(pix_fmt) if pix_fmt else 8,
-            sar=parsed.sar,
+            sar=sar,
             color=parsed.color,
             vfr=vfr,
         )
@@ -251,6 +260,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         video_start=video_start,
         time_base=time_base,
         video_duration=video_duration,
+        rotation=rotation,
     )
 
 
@@ -270,16 +280,22 @@ def _input_section(log: str) -> list[str]:
 
 def _parse_header(
     lines: list[str],
-) -> tuple[str, float | None, float, tuple[MediaStream, ...], int, tuple[int, str] | None]:
+) -> tuple[str, float | None, float, tuple[MediaStream, ...], int, tuple[int, str] | None, float]:
     fmt = _INPUT.match(lines[0]).group("format")  # type: ignore[union-attr]
     duration: float | None = None
     start = 0.0
     chapters = 0
     entries: list[dict[str, object]] = []
     video_line: tuple[int, str] | None = None
+    rotation = 0.0
+    last_stream: dict[str, object] | None = None  # side data follows its stream line, after the metadata
     current: dict[str, object] | None = None
     current_indent = 0
     for line in lines[1:]:
+        if (m := _ROTATION.match(line)) and last_stream is not None and video_line is not None:
+            if last_stream["index"] == video_line[0]:
+                rotation = float(m.group("degrees"))
+            continue
         if m := _DURATION.match(line):
             if m.group("duration") != "N/A":
                 h, mnt, s = m.group("duration").split(":")
@@ -289,7 +305,7 @@ def _parse_header(
             continue
         if _CHAPTER.match(line):
             chapters += 1
-            current = None
+            current = last_stream = None
             continue
         if m := _STREAM.match(line):
             kind = m.group("kind").lower()
@@ -309,6 +325,7 @@ def _parse_header(
             }
             current_indent = len(line) - len(line.lstrip())
             entries.append(current)
+            last_stream = current
             if kind == "video" and not attached and video_line is None:
                 video_line = (int(m.group("index")), rest)
             continue
@@ -321,7 +338,7 @@ def _parse_header(
             elif m.group("key").strip().lower() == "name" and current["title"] is None:
                 current["title"] = m.group("value").strip()  # mp4/mov keep a track's title as its name
     streams = tuple(MediaStream(**e) for e in entries)  # type: ignore[arg-type]
-    return fmt, duration, start, streams, chapters, video_line
+    return fmt, duration, start, streams, chapters, video_line, rotation
 
 
 @dataclass(frozen=True)
