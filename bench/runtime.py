@@ -71,10 +71,10 @@ def _piped(clip: Path, out: Path) -> tuple[float, float]:
     assert video is not None
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     decode = [ffmpeg, "-v", "error", "-i", str(clip), "-map", "0:v:0",
-              "-vf", to_rgb_filter(info.pix_fmt, video.color, video.height, "gbrp"),
+              "-vf", to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, "gbrp"),
               "-f", "rawvideo", "-pix_fmt", "gbrp", "pipe:1"]
     encode = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrp", "-s", f"{video.width}x{video.height}",
-              "-framerate", str(video.fps), "-i", "pipe:0", "-vf", from_rgb_filter(video.color, "yuv420p")[0],
+              "-framerate", str(video.fps), "-i", "pipe:0", "-vf", from_rgb_filter(video.color, "yuv420p", video.width, video.height)[0],
               *CODEC, str(out)]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     decoder = subprocess.Popen(decode, stdout=subprocess.PIPE)

@@ -69,7 +69,9 @@ def make_clip(
         # A well-defined RGB picture, converted with an explicit matrix and range.
         graph += ",format=rgb24"
         matrix, rng = color
-        filters.append(yuv_vf(matrix, rng, pix_fmt, "".join(f":{k}={v}" for k, v in (tags or {}).items())))
+        odd = any(int(side) % 2 for side in size.split("x"))
+        extra_tags = "".join(f":{k}={v}" for k, v in (tags or {}).items())
+        filters.append(yuv_vf(matrix, rng, pix_fmt, extra_tags, whole_blocks=not odd))
         # The encoder's range and matrix must agree, or ffmpeg converts the frames again behind our back.
         out_tags = ["-colorspace", matrix, "-color_range", rng]
         for key, value in (tags or {}).items():
@@ -82,17 +84,21 @@ def make_clip(
     return path
 
 
-def yuv_vf(matrix: str, rng: str, pix_fmt: str = "yuv420p", extra_tags: str = "") -> str:
+def yuv_vf(
+    matrix: str, rng: str, pix_fmt: str = "yuv420p", extra_tags: str = "", *, whole_blocks: bool = True
+) -> str:
     """A filter chain converting RGB to YUV with an explicit matrix and range, and tagging the frames so.
 
-    zimg with MPEG-2 (left) chroma siting, the convention of H.264/HEVC video.
+    zimg with MPEG-2 (left) chroma siting, the convention of H.264/HEVC video; swscale (same siting) for frame
+    sizes that are not whole chroma blocks, which zimg refuses.
     """
+    tags = f"setparams=colorspace={matrix}:range={rng}{extra_tags}"
+    if not whole_blocks:
+        convert = f"scale=out_color_matrix={matrix}:out_range={rng}:flags=bicubic+accurate_rnd+full_chroma_int"
+        return f"{convert},format={pix_fmt},{tags}"
     zmatrix = {"bt709": "709", "smpte170m": "170m", "bt470bg": "470bg", "bt2020nc": "2020_ncl"}[matrix]
     zrange = "limited" if rng == "tv" else "full"
-    return (
-        f"zscale=matrix={zmatrix}:range={zrange}:chromal=left:filter=bicubic:dither=none,"
-        f"format={pix_fmt},setparams=colorspace={matrix}:range={rng}{extra_tags}"
-    )
+    return f"zscale=matrix={zmatrix}:range={zrange}:chromal=left:filter=bicubic:dither=none,format={pix_fmt},{tags}"
 
 
 def make_av_clip(path: Path, tmp: Path, *, rate: str = "30000/1001", frames: int = 30) -> Path:

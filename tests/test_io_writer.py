@@ -226,6 +226,19 @@ def test_ten_bit_default_pix_fmt_and_precision(tmp_path: Path) -> None:
     assert (back - fine).abs().mean() < 1 / 1023
 
 
+def test_odd_sizes_are_refused_only_by_encoders_that_need_whole_chroma(tmp_path: Path) -> None:
+    stream = StreamInfo(65, 37)
+    with pytest.raises(MediaError, match=r"libx264 cannot store 65x37 frames as yuv420p .* resize to 64x36"):
+        VideoWriter(tmp_path / "x264.mkv", stream)
+    assert not (tmp_path / "x264.mkv").exists()
+    # 4:4:4 has no chroma blocks, and ffv1 pads odd 4:2:0 frames itself
+    for name, codec, pix_fmt in [("444.mkv", "libx264", "yuv444p"), ("ffv1.mkv", "ffv1", "yuv420p")]:
+        with VideoWriter(tmp_path / name, stream, codec=codec, pix_fmt=pix_fmt) as writer:
+            write_all(writer, noise_frames(3, width=65, height=37))
+        info = probe(tmp_path / name)
+        assert info.video is not None and (info.video.width, info.video.height, info.video.frames) == (65, 37, 3)
+
+
 def test_overwrite_and_same_path_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "exists.mkv"
     out.write_bytes(b"precious")

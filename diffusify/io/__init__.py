@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from diffusify.io.codecs import CODEC_PRESETS, CONTAINERS, CodecPreset
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import available_encoders, ffmpeg_exe
 from diffusify.io.images import list_images, probe_images
@@ -17,7 +18,7 @@ from diffusify.io.probe import MediaInfo, MediaStream, clear_probe_cache, probe
 if TYPE_CHECKING:
     from diffusify.io.images import ImageSequenceReader, ImageSequenceWriter
     from diffusify.io.reader import VideoReader
-    from diffusify.io.writer import CODEC_PRESETS, CONTAINERS, CodecPreset, VideoWriter, WriteResult
+    from diffusify.io.writer import VideoWriter, WriteResult
 
 __all__ = [
     "CODEC_PRESETS",
@@ -43,9 +44,6 @@ _LAZY = {
     "VideoReader": "diffusify.io.reader",
     "VideoWriter": "diffusify.io.writer",
     "WriteResult": "diffusify.io.writer",
-    "CodecPreset": "diffusify.io.writer",
-    "CODEC_PRESETS": "diffusify.io.writer",
-    "CONTAINERS": "diffusify.io.writer",
     "ImageSequenceReader": "diffusify.io.images",
     "ImageSequenceWriter": "diffusify.io.images",
 }

@@ -142,16 +142,40 @@ def _zimg_range(rng: str) -> str:
     return "limited" if rng == "tv" else "full"
 
 
-def to_rgb_filter(pix_fmt: str | None, color: ColorInfo, height: int, out_fmt: str) -> str:
+def chroma_block(pix_fmt: str) -> tuple[int, int]:
+    """Width and height in pixels of one chroma sample of a YUV pixel format: (2, 2) for 4:2:0, (1, 1) for RGB.
+
+    Args:
+        pix_fmt: ffmpeg pixel format name.
+    """
+    name = pix_fmt.lower()
+    if name.startswith(("nv12", "nv21", "p010", "p012", "p016")):
+        return 2, 2
+    if name.startswith(("nv16", "p210", "p212", "p216", "yuyv422", "uyvy422", "yvyu422", "y210", "y212")):
+        return 2, 1
+    for tag, block in (("420", (2, 2)), ("422", (2, 1)), ("440", (1, 2)), ("411", (4, 1)), ("410", (4, 4))):
+        if name.startswith(("yuv" + tag, "yuvj" + tag, "yuva" + tag)):
+            return block
+    return 1, 1
+
+
+def _whole_blocks(pix_fmt: str, width: int, height: int) -> bool:
+    bw, bh = chroma_block(pix_fmt)
+    return width % bw == 0 and height % bh == 0
+
+
+def to_rgb_filter(pix_fmt: str | None, color: ColorInfo, width: int, height: int, out_fmt: str) -> str:
     """Filters turning a decoded source into full-range planar RGB with the right matrix.
 
     YUV goes through zscale (zimg) when the build has it: swscale's high bit depth paths are off by several
-    codes (10-bit limited white comes out at 254/255). RGB and gray sources only need repacking.
+    codes (10-bit limited white comes out at 254/255). zimg only takes frame sizes made of whole chroma blocks,
+    though, and 853x480 4:2:0 video is common: swscale converts those. RGB and gray sources only need repacking.
 
     Args:
         pix_fmt: the source pixel format.
         color: the source's colour tags.
-        height: frame height (decides the matrix of untagged YUV sources).
+        width: frame width (as decoded, after any rotation).
+        height: frame height (also decides the matrix of untagged YUV sources).
         out_fmt: the planar RGB format to produce.
 
     Returns:
@@ -159,7 +183,7 @@ def to_rgb_filter(pix_fmt: str | None, color: ColorInfo, height: int, out_fmt: s
     """
     if pix_fmt and not is_rgb_pix_fmt(pix_fmt) and not is_gray_pix_fmt(pix_fmt):
         matrix, rng = effective_color(color, height)
-        if "zscale" in available_filters():
+        if "zscale" in available_filters() and _whole_blocks(pix_fmt, width, height):
             return (
                 f"zscale=matrixin={zscale_matrix(matrix)}:rangein={_zimg_range(rng)}:range=full"
                 f":filter=bicubic:dither=none,format={out_fmt}"
@@ -175,14 +199,19 @@ def to_rgb_filter(pix_fmt: str | None, color: ColorInfo, height: int, out_fmt: s
     return f"scale={':'.join(options)},format={out_fmt}"
 
 
-def from_rgb_filter(color: ColorInfo, pix_fmt: str) -> tuple[str, str | None, str | None]:
+def from_rgb_filter(
+    color: ColorInfo, pix_fmt: str, width: int, height: int
+) -> tuple[str, str | None, str | None]:
     """Filters turning full-range planar RGB into ``pix_fmt`` with the stream's matrix and range.
 
-    Untagged streams are encoded as BT.709 limited range (and tagged so by the caller).
+    Untagged streams are encoded as BT.709 limited range (and tagged so by the caller). zscale converts, except
+    for frame sizes that are not whole chroma blocks of ``pix_fmt`` (zimg refuses them): swscale takes those.
 
     Args:
         color: the stream's colour tags.
         pix_fmt: the output pixel format.
+        width: frame width.
+        height: frame height.
 
     Returns:
         ``(filter chain, ffmpeg matrix name, range)``; matrix and range are None for RGB output formats.
@@ -191,7 +220,7 @@ def from_rgb_filter(color: ColorInfo, pix_fmt: str) -> tuple[str, str | None, st
         return f"scale=flags={SWS_FLAGS},format={pix_fmt}", None, None
     matrix = color.matrix if scale_matrix(color.matrix) else "bt709"
     rng = normalize_range(color.range) or "tv"
-    if "zscale" in available_filters():
+    if "zscale" in available_filters() and _whole_blocks(pix_fmt, width, height):
         chain = f"zscale=matrix={zscale_matrix(matrix)}:range={_zimg_range(rng)}:filter=bicubic:dither=none"
     else:
         chain = f"scale=out_color_matrix={scale_matrix(matrix)}:out_range={rng}:flags={SWS_FLAGS}"

@@ -215,7 +215,7 @@ class ImageSequenceReader:
                 quoted = str(path.resolve()).replace("'", "'\\''")
                 fh.write(f"file '{quoted}'\nduration {float(duration):.9f}\n")
         out_fmt = planar_rgb_format(self.high_bit_depth)
-        convert = to_rgb_filter(self._pix_fmt, self.stream.color, self._height, out_fmt)
+        convert = to_rgb_filter(self._pix_fmt, self.stream.color, self._width, self._height, out_fmt)
         args = ["-v", "error", "-nostats", "-f", "concat", "-safe", "0", "-i", self._list]
         args += ["-map", "0:v:0", "-vf", convert, "-fps_mode", "passthrough"]
         args += ["-frames:v", str(len(self.files)), "-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]

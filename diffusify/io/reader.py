@@ -262,7 +262,7 @@ class VideoReader:
             args += ["-copyts"]
         args += ["-i", self.path]
         out_fmt = planar_rgb_format(self.high_bit_depth)
-        convert = to_rgb_filter(info.pix_fmt, video.color, video.height, out_fmt)
+        convert = to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, out_fmt)
         if start_ticks is not None:
             # The first frame after the cut goes to showinfo too, which logs its timestamp: proof of the seek.
             graph = (

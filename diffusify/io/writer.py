@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from diffusify.graph.stream import StreamInfo
+from diffusify.io.codecs import CODEC_PRESETS, CONTAINERS, CodecPreset, default_pix_fmt, size_problem
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
@@ -30,81 +31,8 @@ from diffusify.io.reader import PlanePacker
 from diffusify.io.subtitles import CUTTABLE_CODECS, cut_text_subtitles
 from diffusify.runtime.frame import Frame
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "VideoWriter", "WriteResult"]
+__all__ = ["VideoWriter", "WriteResult"]
 
-
-@dataclass(frozen=True)
-class CodecPreset:
-    """How to drive one encoder.
-
-    Attributes:
-        pix_fmt: default output pixel format for 8-bit streams.
-        pix_fmt_high: default output pixel format when the stream is deeper than 8 bits.
-        quality_flag: the flag ``crf`` maps to (``-crf``, ``-cq``, ``-qscale:v``), None for lossless codecs.
-        default_quality: the value used when neither crf nor bitrate is given.
-        preset_flag: the flag ``preset`` maps to (``-preset``, ``-profile:v``).
-        default_preset: the preset used when none is given, None for the encoder's own default.
-        quality_args: extra arguments for constant-quality mode (dropped when a bitrate is given).
-        extra_args: arguments always passed.
-        containers: file extensions the codec can be stored in, None for no restriction known here.
-        hardware: needs a GPU at run time (NVENC).
-        software: the software encoder of the same format, suggested when the hardware is missing.
-    """
-
-    pix_fmt: str
-    pix_fmt_high: str
-    quality_flag: str | None
-    default_quality: int | None
-    preset_flag: str | None
-    default_preset: str | None = None
-    quality_args: tuple[str, ...] = ()
-    extra_args: tuple[str, ...] = ()
-    containers: frozenset[str] | None = None
-    hardware: bool = False
-    software: str | None = None
-
-
-_NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
-_NOT_WEBM = frozenset({".mkv", ".mp4", ".mov", ".avi"})
-
-CODEC_PRESETS: dict[str, CodecPreset] = {
-    "libx264": CodecPreset("yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM),
-    "libx265": CodecPreset("yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM),
-    "libsvtav1": CodecPreset("yuv420p", "yuv420p10le", "-crf", 30, "-preset", None),
-    "prores_ks": CodecPreset(
-        "yuv422p10le",
-        "yuv422p10le",
-        "-qscale:v",
-        None,
-        "-profile:v",
-        "hq",
-        containers=frozenset({".mov", ".mkv"}),
-    ),
-    "ffv1": CodecPreset(
-        "yuv444p",
-        "yuv444p10le",
-        None,
-        None,
-        None,
-        extra_args=("-level", "3", "-g", "1", "-slicecrc", "1"),
-        containers=frozenset({".mkv", ".mov", ".avi"}),
-    ),
-    "h264_nvenc": CodecPreset(
-        "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
-        software="libx264",
-    ),
-    "hevc_nvenc": CodecPreset(
-        "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
-        software="libx265",
-    ),
-    "av1_nvenc": CodecPreset(
-        "yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True, software="libsvtav1"
-    ),
-}
-
-# Extension -> ffmpeg muxer.
-CONTAINERS: dict[str, str] = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
-CONTAINERS[".webm"] = "webm"
 
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
 # Audio codecs a muxer rejects in stream copy, and what to re-encode them to.
@@ -204,11 +132,10 @@ class VideoWriter:
             raise MediaError(f"{self.path}: invalid frame size {stream.width}x{stream.height}")
         if not stream.fps or stream.fps <= 0:
             raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
-        self.pix_fmt = pix_fmt or (
-            (preset_info.pix_fmt_high if stream.bit_depth > 8 else preset_info.pix_fmt)
-            if preset_info
-            else ("yuv420p10le" if stream.bit_depth > 8 else "yuv420p")
-        )
+        self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
+        problem = size_problem(codec, self.pix_fmt, stream.width, stream.height)
+        if problem is not None:
+            raise MediaError(f"{self.path}: {problem}")
         self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
         self._packer = PlanePacker(self._high)
         self._in_fmt = planar_rgb_format(self._high)
@@ -278,7 +205,7 @@ class VideoWriter:
     def _color_args(self) -> tuple[list[str], list[str]]:
         """Filters that convert planar RGB to the output format, and the output's colour tag options."""
         color = self.stream.color
-        chain, matrix, rng = from_rgb_filter(color, self.pix_fmt)
+        chain, matrix, rng = from_rgb_filter(color, self.pix_fmt, self.stream.width, self.stream.height)
         filters = [chain]
         tags: list[str] = []
         setparams: list[str] = []

@@ -130,9 +130,13 @@ class VideoWrite(Processor):
         stream = inputs.get("input")
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
-        if stream is not None and params.pix_fmt and "420" in params.pix_fmt and (stream.width % 2 or stream.height % 2):
-            raise StreamError(f"{params.pix_fmt} needs even width and height, got {stream.width}x{stream.height} "
-                              "(add a crop or resize, or use yuv444p)", param="pix_fmt")
+        if stream is not None:
+            from diffusify.io.codecs import default_pix_fmt, size_problem
+
+            pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth)
+            problem = size_problem(params.codec, pix_fmt, stream.width, stream.height)
+            if problem is not None:
+                raise StreamError(problem, param="pix_fmt" if params.pix_fmt else "codec")
         return None
 
     @classmethod

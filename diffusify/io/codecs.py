@@ -1,0 +1,137 @@
+"""Encoder presets and the output containers: how each codec is driven and what it can store.
+
+Pure tables and string logic (no torch), so validation can check a writer's settings against the stream it will
+get before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusify.io.formats import chroma_block
+
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "default_pix_fmt", "size_problem"]
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    """How to drive one encoder.
+
+    Attributes:
+        pix_fmt: default output pixel format for 8-bit streams.
+        pix_fmt_high: default output pixel format when the stream is deeper than 8 bits.
+        quality_flag: the flag ``crf`` maps to (``-crf``, ``-cq``, ``-qscale:v``), None for lossless codecs.
+        default_quality: the value used when neither crf nor bitrate is given.
+        preset_flag: the flag ``preset`` maps to (``-preset``, ``-profile:v``).
+        default_preset: the preset used when none is given, None for the encoder's own default.
+        quality_args: extra arguments for constant-quality mode (dropped when a bitrate is given).
+        extra_args: arguments always passed.
+        containers: file extensions the codec can be stored in, None for no restriction known here.
+        hardware: needs a GPU at run time (NVENC).
+        software: the software encoder of the same format, suggested when the hardware is missing.
+        whole_chroma: the encoder only takes frame sizes made of whole chroma blocks (an even width and height
+            for 4:2:0); others pad odd sizes themselves.
+    """
+
+    pix_fmt: str
+    pix_fmt_high: str
+    quality_flag: str | None
+    default_quality: int | None
+    preset_flag: str | None
+    default_preset: str | None = None
+    quality_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    containers: frozenset[str] | None = None
+    hardware: bool = False
+    software: str | None = None
+    whole_chroma: bool = False
+
+
+_NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
+_NOT_WEBM = frozenset({".mkv", ".mp4", ".mov", ".avi"})
+
+CODEC_PRESETS: dict[str, CodecPreset] = {
+    "libx264": CodecPreset("yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM, whole_chroma=True),
+    "libx265": CodecPreset("yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM, whole_chroma=True),
+    "libsvtav1": CodecPreset("yuv420p", "yuv420p10le", "-crf", 30, "-preset", None),
+    "prores_ks": CodecPreset(
+        "yuv422p10le",
+        "yuv422p10le",
+        "-qscale:v",
+        None,
+        "-profile:v",
+        "hq",
+        containers=frozenset({".mov", ".mkv"}),
+    ),
+    "ffv1": CodecPreset(
+        "yuv444p",
+        "yuv444p10le",
+        None,
+        None,
+        None,
+        extra_args=("-level", "3", "-g", "1", "-slicecrc", "1"),
+        containers=frozenset({".mkv", ".mov", ".avi"}),
+    ),
+    "h264_nvenc": CodecPreset(
+        "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
+        software="libx264", whole_chroma=True,
+    ),
+    "hevc_nvenc": CodecPreset(
+        "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
+        software="libx265", whole_chroma=True,
+    ),
+    "av1_nvenc": CodecPreset(
+        "yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True, software="libsvtav1",
+        whole_chroma=True,
+    ),
+}
+
+# Extension -> ffmpeg muxer.
+CONTAINERS: dict[str, str] = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
+CONTAINERS[".webm"] = "webm"
+
+
+
+def default_pix_fmt(codec: str, bit_depth: int) -> str:
+    """The pixel format a writer uses when none is given.
+
+    Args:
+        codec: the encoder.
+        bit_depth: the stream's bit depth.
+
+    Returns:
+        The codec preset's format for that depth (4:2:0 for encoders without a preset).
+    """
+    preset = CODEC_PRESETS.get(codec)
+    if preset is None:
+        return "yuv420p10le" if bit_depth > 8 else "yuv420p"
+    return preset.pix_fmt_high if bit_depth > 8 else preset.pix_fmt
+
+
+def size_problem(codec: str, pix_fmt: str, width: int, height: int) -> str | None:
+    """Why ``codec`` cannot store ``width`` x ``height`` frames as ``pix_fmt``, None when it can.
+
+    Args:
+        codec: the encoder.
+        pix_fmt: the output pixel format.
+        width: frame width.
+        height: frame height.
+
+    Returns:
+        A message that names the fix, or None.
+    """
+    preset = CODEC_PRESETS.get(codec)
+    bw, bh = chroma_block(pix_fmt)
+    if preset is None or not preset.whole_chroma or (width % bw == 0 and height % bh == 0):
+        return None
+    fit = f"{width - width % bw}x{height - height % bh}"
+    needs = [
+        ("an even " if step == 2 else f"a multiple of {step} as its ") + side
+        for side, step in (("width", bw), ("height", bh))
+        if step > 1
+    ]
+    return (
+        f"{codec} cannot store {width}x{height} frames as {pix_fmt} (its chroma needs {' and '.join(needs)}); crop "
+        f"or resize to {fit} before the writer, or set pix_fmt to a 4:4:4 format such as "
+        f"{'yuv444p10le' if '10' in pix_fmt else 'yuv444p'}"
+    )
