@@ -123,3 +123,35 @@ def test_a_cut_past_every_cue_keeps_an_empty_subtitle_stream(tmp_path: Path) -> 
     got = probe(out)
     assert got.video is not None and got.video.frames == 20
     assert [s.codec for s in got.streams_of("subtitle")] == ["subrip"]
+
+
+def test_several_tracks_are_cut_in_one_pass_and_keep_their_order(tmp_path: Path) -> None:
+    srt = tmp_path / "subs.srt"
+    srt.write_text(SRT + "\n3\n00:00:01,500 --> 00:00:01,800\nLater\n")
+    src = tmp_path / "src.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+        "-i", srt, "-i", srt, "-map", "0:v", "-map", "1:a", "-map", "2:s", "-map", "3:s", "-frames:v", "50",
+        "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s:0", "srt", "-c:s:1", "ass",
+        "-metadata:s:s:0", "language=fre", "-metadata:s:s:1", "language=eng", src,
+    )  # fmt: skip
+    info = probe(src)
+    assert info.video is not None
+    out = tmp_path / "cut.mkv"
+    start, end = 5, 30  # 0.2 s to 1.2 s: the third cue (1.5 s) is past the end
+    copy_range = (info.timestamps[start], info.timestamps[end])
+    with (
+        VideoReader(str(src), info, start=start, end=end) as reader,
+        VideoWriter(out, info.video, copy_from=info, copy_range=copy_range) as writer,
+    ):
+        for frame in reader:
+            writer.write(frame)
+    got = probe(out)
+    assert [(s.kind, s.codec, s.language) for s in got.streams[1:]] == [
+        ("audio", "aac", None), ("subtitle", "subrip", "fre"), ("subtitle", "ass", "eng"),
+    ]  # fmt: skip
+    for track in ("0:s:0", "0:s:1"):
+        cues = run_ffmpeg(["-v", "error", "-i", str(out), "-map", track, "-c:s", "srt", "-f", "srt", "-"])
+        assert cues.stdout.decode().replace("\r\n", "\n") == (
+            "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,200 --> 00:00:00,700\nWorld\n\n"
+        )

@@ -10,6 +10,7 @@ ASS/SSA. Bitmap subtitles (PGS, DVD) are still stream-copied.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import run_ffmpeg
 
-__all__ = ["CUTTABLE_CODECS", "cut_cues", "cut_text_subtitles"]
+__all__ = ["TEXT_CODECS", "cut_cues", "cut_text_subtitles"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ _FORMS = {
     "mov_text": _TextForm("srt", "srt", ".srt"),
     "text": _TextForm("srt", "srt", ".srt"),
 }
-CUTTABLE_CODECS = frozenset(_FORMS)
+TEXT_CODECS = frozenset(_FORMS)  # every text subtitle codec ffmpeg can turn into a file
 
 # SubRip "00:01:02,345 --> 00:01:04,000"; WebVTT the same with '.' and optional hours, then cue settings.
 _ARROW = re.compile(
@@ -134,35 +135,50 @@ def cut_cues(text: str, form: str, cut: Fraction, length: Fraction | None) -> st
 
 
 def cut_text_subtitles(
-    source: str, stream_index: int, codec: str, *, cut: Fraction, length: Fraction | None, folder: Path
-) -> list[str]:
-    """Extract one text subtitle stream and cut it (see :func:`cut_cues`).
+    source: str, streams: Sequence[tuple[int, str]], *, cut: Fraction, length: Fraction | None, folder: Path
+) -> dict[int, list[str]]:
+    """Extract text subtitle streams and cut them (see :func:`cut_cues`).
+
+    All streams come out of one pass over the file, which reads no further than the end of the span: a remux
+    with a dozen subtitle tracks is read once, not a dozen times.
 
     Args:
         source: the media file.
-        stream_index: the subtitle stream's index in it.
-        codec: its codec (one of :data:`CUTTABLE_CODECS`).
+        streams: ``(index, codec)`` of each subtitle stream to cut (codecs from :data:`TEXT_CODECS`).
         cut: where the kept span starts, in seconds from the container's start (what ``-ss`` takes).
         length: how long the kept span is, None for up to the end.
-        folder: where to write the cut file; the caller removes it.
+        folder: where to write the cut files; the caller removes it.
 
     Returns:
-        The ffmpeg input options that read the cut file (its format named: a span without cues leaves a file
-        that could not be recognised otherwise).
+        For each stream index, the ffmpeg input options that read its cut file (the format named: a span without
+        cues leaves a file that could not be recognised otherwise).
 
     Raises:
-        MediaError: ffmpeg could not extract the stream.
+        MediaError: ffmpeg could not extract a stream.
     """
-    form = _FORMS[codec]
-    raw = folder / f"stream{stream_index}.raw{form.suffix}"
-    args = ["-v", "error", "-i", source, "-map", f"0:{stream_index}", "-c:s", form.encoder]
-    proc = run_ffmpeg([*args, "-f", form.muxer, "-y", str(raw)], check=False)
-    if proc.returncode != 0 or not raw.exists():
+    if not streams:
+        return {}
+    args = ["-v", "error"]
+    if length is not None:
+        args += ["-t", f"{float(cut + length) + 1:.6f}"]  # a second to spare: cues from there on are dropped
+    args += ["-i", source]
+    raws = {}
+    for index, codec in streams:
+        form = _FORMS[codec]
+        raws[index] = (form, folder / f"stream{index}.raw{form.suffix}")
+        args += ["-map", f"0:{index}", "-c:s", form.encoder, "-f", form.muxer, "-y", str(raws[index][1])]
+    proc = run_ffmpeg(args, check=False)
+    missing = [index for index, (_, raw) in raws.items() if not raw.exists()]
+    if proc.returncode != 0 or missing:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         reason = lines[-1] if lines else f"ffmpeg exit {proc.returncode}"
-        raise MediaError(f"{source}: cannot extract subtitle stream {stream_index} ({codec}): {reason}")
-    # ffmpeg writes text subtitles as UTF-8; anything else passes through byte for byte
-    text = raw.read_text(encoding="utf-8", errors="surrogateescape")
-    out = folder / f"stream{stream_index}{form.suffix}"
-    out.write_text(cut_cues(text, form.muxer, cut, length), encoding="utf-8", errors="surrogateescape")
-    return ["-f", form.muxer, "-i", str(out)]
+        which = ", ".join(str(index) for index in missing or raws)
+        raise MediaError(f"{source}: cannot extract subtitle stream {which} to cut it: {reason}")
+    inputs = {}
+    for index, (form, raw) in raws.items():
+        # ffmpeg writes text subtitles as UTF-8; anything else passes through byte for byte
+        text = raw.read_text(encoding="utf-8", errors="surrogateescape")
+        out = folder / f"stream{index}{form.suffix}"
+        out.write_text(cut_cues(text, form.muxer, cut, length), encoding="utf-8", errors="surrogateescape")
+        inputs[index] = ["-f", form.muxer, "-i", str(out)]
+    return inputs

@@ -28,13 +28,12 @@ from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
 from diffusify.io.reader import PlanePacker
-from diffusify.io.subtitles import CUTTABLE_CODECS, cut_text_subtitles
+from diffusify.io.subtitles import TEXT_CODECS, cut_text_subtitles
 from diffusify.runtime.frame import Frame
 
 __all__ = ["VideoWriter", "WriteResult"]
 
 
-_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
 # Audio codecs a muxer rejects in stream copy, and what to re-encode them to.
 _AUDIO_REJECTED: dict[str, tuple[frozenset[str], str]] = {
     "mov": (frozenset({"flac", "opus"}), "aac"),
@@ -336,18 +335,17 @@ class VideoWriter:
         muxer = self._muxer
         name = source.path
 
+        cut: dict[int, list[str]] = {}
+        text = [(st.index, st.codec) for st in source.streams if st.kind == "subtitle" and st.codec in TEXT_CODECS]
+        if self._copy_seeks and text and muxer in ("matroska", "mp4", "mov", "webm"):
+            self._scratch = Path(tempfile.mkdtemp(prefix="diffusify-subtitles-"))
+            cut = cut_text_subtitles(name, text, cut=self._copy_cut, length=self._copy_length, folder=self._scratch)
+
         def add(stream: MediaStream, codec: str) -> None:
             nonlocal out_index
             # Output stream 0 is the video from the pipe; the copied streams follow in mapping order.
-            if stream.kind == "subtitle" and self._copy_seeks and stream.codec in CUTTABLE_CODECS:
-                if self._scratch is None:
-                    self._scratch = Path(tempfile.mkdtemp(prefix="diffusify-subtitles-"))
-                inputs.extend(
-                    cut_text_subtitles(
-                        name, stream.index, stream.codec, cut=self._copy_cut, length=self._copy_length,
-                        folder=self._scratch,
-                    )
-                )  # fmt: skip
+            if stream.index in cut:
+                inputs.extend(cut[stream.index])
                 maps.extend(["-map", f"{1 + inputs.count('-i')}:0"])
                 metadata.extend([f"-disposition:{out_index}", "+".join(stream.disposition) or "0"])
             else:
@@ -374,9 +372,9 @@ class VideoWriter:
             elif st.kind == "subtitle":
                 if muxer == "matroska":
                     add(st, "copy")
-                elif muxer in ("mp4", "mov") and st.codec in _TEXT_SUBTITLES:
+                elif muxer in ("mp4", "mov") and st.codec in TEXT_CODECS:
                     add(st, "mov_text")
-                elif muxer == "webm" and st.codec in _TEXT_SUBTITLES:
+                elif muxer == "webm" and st.codec in TEXT_CODECS:
                     add(st, "webvtt")
                 else:
                     self.warnings.append(
