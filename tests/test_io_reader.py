@@ -13,8 +13,10 @@ import torch
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io import MediaError, MediaInfo, VideoReader, VideoWriter, probe
+from diffusify.io.ffmpeg import run_ffmpeg
+from diffusify.io.formats import to_rgb_filter
 from diffusify.runtime.frame import Frame
-from tests._media import decode_planes, decode_rgb, ffmpeg, make_clip
+from tests._media import count_decodable_frames, decode_planes, decode_rgb, ffmpeg, make_clip
 
 SCALE_NAME = {"smpte170m": "smpte170m", "bt709": "bt709"}
 
@@ -168,6 +170,36 @@ def test_start_end_are_frame_exact(tmp_path: Path, name: str, extra: tuple[str, 
             assert frame.meta["source_index"] == start + k
             assert torch.equal(frame.data, every[start + k].data), (start, k)
             assert frame.pts == info.timestamps[start + k] - info.timestamps[start]
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libx264"])
+def test_open_gop_cut_counts_the_frames_the_decoder_gives(tmp_path: Path, codec: str) -> None:
+    # `ffmpeg -ss 1.5 -i in -c copy out.mkv` on an open-GOP encode (x265's default) keeps the pictures before
+    # the keyframe that refer to the GOP before it: the decoder drops them, and their stored times are missing or
+    # repeated. The reader must give every frame the decoder gives, each once, in order.
+    params = ("-x265-params", "open-gop=1:keyint=25:bframes=4:log-level=error") if codec == "libx265" else (
+        "-x264-params", "open-gop=1:keyint=25:log-level=error")  # fmt: skip
+    full = make_clip(tmp_path / "full.mkv", size="64x48", frames=100, codec=codec, extra=params)
+    cut = tmp_path / "cut.mkv"
+    ffmpeg("-ss", "1.5", "-i", full, "-c", "copy", cut)
+    info = probe(cut)
+    assert info.video is not None
+    decodable = count_decodable_frames(cut)
+    assert info.video.frames == decodable == len(info.timestamps)
+    assert list(info.timestamps) == sorted(set(info.timestamps))
+    every = full_read(cut)
+    assert len(every) == decodable
+    # frame for frame what a plain ffmpeg decode gives with the same conversion to RGB
+    convert = to_rgb_filter(info.pix_fmt, info.video.color, 64, 48, "gbrp")
+    plain = run_ffmpeg(["-v", "error", "-i", str(cut), "-vf", convert, "-f", "rawvideo", "-pix_fmt", "gbrp", "-"])
+    planes = torch.frombuffer(bytearray(plain.stdout), dtype=torch.uint8).view(-1, 3, 48, 64)
+    assert planes.shape[0] == decodable
+    for frame, gbr in zip(every, planes, strict=True):
+        assert torch.equal(frame.data, gbr[[2, 0, 1]].float() / 255)
+    for start, end in [(3, 9), (40, None)]:
+        got = list(VideoReader(str(cut), info, start=start, end=end))
+        assert len(got) == (end or decodable) - start
+        assert all(torch.equal(g.data, every[start + k].data) for k, g in enumerate(got))
 
 
 def test_vfr_reader_keeps_source_times(tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ _CHAPTER = re.compile(r"^\s*Chapter #\d+:\d+: ")
 _ROTATION = re.compile(r"^\s+(?:Display Matrix|displaymatrix): rotation of (?P<degrees>-?[\d.]+) degrees", re.I)
 _METADATA_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<key>\w[\w ]*?)\s*: (?P<value>.*)$")
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
+# The showinfo filter's line for a frame (the first one), with its pts in the stream's time base (with -copyts).
+_SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+\s+pts:\s*(-?\d+)")
+SHOWINFO_FIRST_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
 _FIELD_WORDS = ("progressive", "top first", "bottom first", "top coded first", "bottom coded first")
 _CHROMA_WORDS = ("left", "center", "topleft", "top", "bottomleft", "bottom", "unspecified")
 
@@ -219,6 +222,15 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         video_codec, pix_fmt = parsed.codec, parsed.pix_fmt
         time_base, packets = _parse_framecrc(proc.stdout.decode("ascii", "replace"))
         ticks, last_duration = _presentation_ticks(packets)
+        suspect = _suspect_head(packets) if ticks else 0
+        if suspect:
+            # A cut made at an open-GOP keyframe (x265's default; `ffmpeg -ss -c copy` makes them) starts with
+            # pictures that refer to the GOP before: decoders drop them, and the demuxer's times for them are
+            # missing, repeated or earlier than the keyframe's. The decoder knows which frames come out: take
+            # the times of the head from a decode of it, and the rest from the packets.
+            head = _decoded_ticks(p, suspect + 32)
+            if head:
+                ticks = head + [t for t in ticks if t > head[-1]]
         if ticks and time_base:
             video_start = ticks[0] * time_base
             timestamps = tuple(
@@ -460,6 +472,36 @@ def _parse_framecrc(text: str) -> tuple[Fraction | None, list[tuple[int, int, in
             continue
         packets.append((pts, dts, dur))
     return time_base, packets
+
+
+def _packet_time(packet: tuple[int, int, int]) -> int:
+    pts, dts, _ = packet
+    return pts if pts != _NOPTS else dts
+
+
+def _suspect_head(packets: list[tuple[int, int, int]]) -> int:
+    """How many packets from the start, in decode order, the demuxer's timestamps may misdescribe (0 for none):
+    up to the last one without a pts among ones that have it, with a repeated pts, or shown before the first."""
+    first = _packet_time(packets[0])
+    mixed = any(pts == _NOPTS for pts, _, _ in packets) and any(pts != _NOPTS for pts, _, _ in packets)
+    seen: set[int] = set()
+    end = 0
+    for i, (pts, _, _) in enumerate(packets):
+        if pts == _NOPTS:
+            if mixed:
+                end = i + 1
+            continue
+        if pts in seen or pts < first:
+            end = i + 1
+        seen.add(pts)
+    return end
+
+
+def _decoded_ticks(path: Path, frames: int) -> list[int]:
+    """Timestamps of the first ``frames`` frames the decoder outputs, in time-base ticks."""
+    args = ["-v", "info", "-copyts", "-i", str(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", str(frames)]
+    proc = run_ffmpeg([*args, "-f", "null", "-"], check=False)
+    return [int(m.group(1)) for m in _SHOWINFO_PTS.finditer(proc.stderr.decode("utf-8", "replace"))]
 
 
 def _presentation_ticks(packets: list[tuple[int, int, int]]) -> tuple[list[int], int | None]:

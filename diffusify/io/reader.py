@@ -7,7 +7,6 @@ probed tags, never left to ffmpeg's guesses, so BT.601/BT.709 and limited/full s
 
 from __future__ import annotations
 
-import re
 import time
 from fractions import Fraction
 from types import TracebackType
@@ -19,12 +18,11 @@ from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess
 from diffusify.io.formats import planar_rgb_format, to_rgb_filter
-from diffusify.io.probe import MediaInfo
+from diffusify.io.probe import SHOWINFO_FIRST_PTS, MediaInfo
 from diffusify.runtime.frame import Frame
 
 __all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "planes_to_tensor"]
 
-_SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
 
 
 class FrameBuffer:
@@ -323,11 +321,11 @@ class VideoReader:
         # The showinfo branch may run just after the frame reached the pipe; give it a moment.
         deadline = time.monotonic() + (10.0 if produced else 0.0)
         while True:
-            match = _SHOWINFO_PTS.search(proc.log())
+            match = SHOWINFO_FIRST_PTS.search(proc.log())
             if match:
                 return int(match.group(1))
             if time.monotonic() >= deadline or proc.proc.poll() is not None:
-                match = _SHOWINFO_PTS.search(proc.log())
+                match = SHOWINFO_FIRST_PTS.search(proc.log())
                 return int(match.group(1)) if match else None
             time.sleep(0.002)
 
