@@ -187,6 +187,41 @@ def test_copy_range_trims_the_copied_streams(tmp_path: Path, ext: str) -> None:
         assert re.search(r"Attachment:.*\n.*Metadata:\n\s+filename\s+: notes.txt\n\s+mimetype\s+: text/plain", listing)
 
 
+@pytest.mark.parametrize(
+    ("audio", "ext", "video_codec", "stored"),
+    [
+        ("truehd", ".mp4", "libx264", "flac"),  # Blu-ray remux audio: lossless stays lossless
+        ("flac", ".mov", "libx264", "alac"),
+        ("alac", ".avi", "libx264", "pcm_s24le"),
+        ("pcm_s16le", ".mp4", "libx264", "pcm_s16le"),  # stored as it is
+        ("aac", ".webm", "libsvtav1", "opus"),
+    ],
+)
+def test_audio_a_container_cannot_hold_is_re_encoded(
+    tmp_path: Path, audio: str, ext: str, video_codec: str, stored: str
+) -> None:
+    src = tmp_path / "src.mkv"
+    run_ffmpeg([
+        "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-f", "lavfi", "-i",
+        "sine=sample_rate=48000", "-t", "1", "-c:v", "libx264", "-c:a", audio, "-strict", "-2", "-ac", "2", str(src),
+    ])  # fmt: skip
+    info = probe(src)
+    assert info.video is not None
+    out = tmp_path / f"out{ext}"
+    with (
+        VideoReader(str(src), info) as reader,
+        VideoWriter(out, info.video, codec=video_codec, copy_from=info) as writer,
+    ):
+        write_all(writer, list(reader))
+    result = writer.close()
+    assert [s.codec for s in probe(out).streams_of("audio")] == [stored]
+    warned = [w for w in result.warnings if "re-encoded" in w]
+    assert len(warned) == (stored != audio)
+    assert all(f"({audio}) cannot be stored in {ext}; re-encoded to" in w and stored in w for w in warned)
+    first, last = stream_span(out, "a:0")
+    assert abs(first) <= 0.05 and abs(last - 1.0) <= 0.05
+
+
 def test_copy_range_across_an_mpegts_clock_wrap(tmp_path: Path) -> None:
     # A capture whose 33-bit 90 kHz clock wraps to 0 one second in: the cut after the wrap keeps its audio.
     src = tmp_path / "capture.ts"

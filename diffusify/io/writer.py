@@ -35,9 +35,11 @@ __all__ = ["VideoWriter", "WriteResult"]
 
 
 # Audio codecs a muxer rejects in stream copy, and what to re-encode them to.
-_AUDIO_REJECTED: dict[str, tuple[frozenset[str], str]] = {
-    "mov": (frozenset({"flac", "opus"}), "aac"),
-    "avi": (frozenset({"opus", "vorbis"}), "aac"),
+# Lossless audio stays lossless (FLAC in mp4, ALAC in mov, PCM in avi).
+_AUDIO_REJECTED: dict[str, dict[str, str]] = {
+    "mp4": {"truehd": "flac"},
+    "mov": {"flac": "alac", "truehd": "alac", "opus": "aac"},
+    "avi": {"truehd": "pcm_s24le", "alac": "pcm_s24le", "opus": "aac", "vorbis": "aac"},
 }
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
 
@@ -361,8 +363,8 @@ class VideoWriter:
                 target = "copy"
                 if muxer == "webm" and st.codec not in _WEBM_AUDIO:
                     target = "libopus"
-                elif muxer in _AUDIO_REJECTED and st.codec in _AUDIO_REJECTED[muxer][0]:
-                    target = _AUDIO_REJECTED[muxer][1]
+                elif st.codec in _AUDIO_REJECTED.get(muxer, {}):
+                    target = _AUDIO_REJECTED[muxer][st.codec]
                 if target != "copy":
                     self.warnings.append(
                         f"{self.path}: {name} audio stream {st.index} ({st.codec}) cannot be stored in "
