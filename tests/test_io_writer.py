@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from diffusify.graph.stream import StreamInfo
-from diffusify.io import MediaError, VideoReader, VideoWriter, probe
+from diffusify.io import ImageSequenceWriter, MediaError, VideoReader, VideoWriter, probe
 from diffusify.io.ffmpeg import run_ffmpeg
 from diffusify.io.reader import PlanePacker
 from diffusify.runtime.frame import Frame
@@ -272,6 +272,15 @@ def test_odd_sizes_are_refused_only_by_encoders_that_need_whole_chroma(tmp_path:
             write_all(writer, noise_frames(3, width=65, height=37))
         info = probe(tmp_path / name)
         assert info.video is not None and (info.video.width, info.video.height, info.video.frames) == (65, 37, 3)
+
+
+def test_an_output_folder_that_cannot_be_made_fails_before_any_frame(tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(MediaError, match=r"taken/sub/x.mkv: cannot write here \(.*\); choose a folder"):
+        VideoWriter(blocker / "sub" / "x.mkv", StreamInfo(64, 48))
+    with pytest.raises(MediaError, match=r"taken/frames: cannot write here"):
+        ImageSequenceWriter(blocker / "frames" / "f_%04d.png")
 
 
 def test_overwrite_and_same_path_are_refused(tmp_path: Path) -> None:

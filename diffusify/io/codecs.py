@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from diffusify.io.formats import chroma_block
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "default_pix_fmt", "size_problem"]
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "size_problem"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,22 @@ def size_problem(codec: str, pix_fmt: str, width: int, height: int) -> str | Non
         f"or resize to {fit} before the writer, or set pix_fmt to a 4:4:4 format such as "
         f"{'yuv444p10le' if '10' in pix_fmt else 'yuv444p'}"
     )
+
+
+def container_problem(codec: str, suffix: str) -> tuple[str, str] | None:
+    """Why a file with extension ``suffix`` cannot hold ``codec``, None when it can.
+
+    Args:
+        codec: the encoder.
+        suffix: the output file's extension, with its dot.
+
+    Returns:
+        ``(what is wrong: "path" or "codec", message naming the fix)``, or None.
+    """
+    suffix = suffix.lower()
+    if suffix not in CONTAINERS:
+        return "path", f"unsupported output extension '{suffix or '(none)'}' (use one of {', '.join(sorted(CONTAINERS))})"
+    preset = CODEC_PRESETS.get(codec)
+    if preset is not None and preset.containers is not None and suffix not in preset.containers:
+        return "codec", f"{codec} cannot be stored in a {suffix} file (use {', '.join(sorted(preset.containers))})"
+    return None

@@ -325,7 +325,14 @@ class ImageSequenceWriter:
                     f"{folder}: already holds {len(taken)} images named like {pattern.name}; "
                     "pass --overwrite to replace them"
                 )
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise MediaError(
+                f"{folder}: cannot write here ({exc.strerror or exc}); choose a folder you can write to"
+            ) from None
         self._high = bit_depth == 16
         self._frames = 0
         self._size: tuple[int, int] | None = (stream.width, stream.height) if stream is not None else None

@@ -21,7 +21,14 @@ from pathlib import Path
 from types import TracebackType
 
 from diffusify.graph.stream import StreamInfo
-from diffusify.io.codecs import CODEC_PRESETS, CONTAINERS, CodecPreset, default_pix_fmt, size_problem
+from diffusify.io.codecs import (
+    CODEC_PRESETS,
+    CONTAINERS,
+    CodecPreset,
+    container_problem,
+    default_pix_fmt,
+    size_problem,
+)
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
@@ -119,11 +126,9 @@ class VideoWriter:
         self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
-        if suffix not in CONTAINERS:
-            raise MediaError(
-                f"{self.path}: unsupported output extension '{suffix or '(none)'}' "
-                f"(use one of {', '.join(sorted(CONTAINERS))})"
-            )
+        problem = container_problem(codec, suffix)
+        if problem is not None:
+            raise MediaError(f"{self.path}: {problem[1]}")
         self._suffix = suffix
         self._muxer = CONTAINERS[suffix]
         preset_info = self._check_codec(codec)
@@ -152,7 +157,7 @@ class VideoWriter:
             args = self._command(
                 preset_info, crf, bitrate, preset, list(extra_args), copy_from, copy_range, overwrite
             )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_writable()
             self._proc = FFmpegProcess(args, stdin_pipe=True)
         except BaseException:
             self._remove_scratch()
@@ -181,11 +186,6 @@ class VideoWriter:
                     f"video encoder units and its driver; use {preset_info.software or 'a software codec'} "
                     f"instead): {reason}"
                 )
-        if preset_info and preset_info.containers is not None and self._suffix not in preset_info.containers:
-            raise MediaError(
-                f"{self.path}: {codec} cannot be stored in a {self._suffix} file "
-                f"(use {', '.join(sorted(preset_info.containers))})"
-            )
         return preset_info
 
     def _check_paths(self, copy_from: MediaInfo | None, overwrite: bool) -> None:
@@ -202,6 +202,21 @@ class VideoWriter:
             raise MediaError(f"{self.path}: is a folder; give a file name with an extension")
         if self.path.exists() and not overwrite:
             raise MediaError(f"{self.path}: already exists; pass --overwrite to replace it")
+
+    def _check_writable(self) -> None:
+        """Create the folder and try the file now: ffmpeg would only fail on it once frames arrive."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                with open(self.path, "xb"):
+                    pass
+                self.path.unlink()
+            elif not os.access(self.path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise MediaError(
+                f"{self.path}: cannot write here ({exc.strerror or exc}); choose a folder you can write to"
+            ) from None
 
     def _color_args(self) -> tuple[list[str], list[str]]:
         """Filters that convert planar RGB to the output format, and the output's colour tag options."""

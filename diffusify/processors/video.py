@@ -130,8 +130,12 @@ class VideoWrite(Processor):
         stream = inputs.get("input")
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
+        from diffusify.io.codecs import container_problem, default_pix_fmt, size_problem
+
+        wrong = container_problem(params.codec, os.path.splitext(params.path)[1])
+        if wrong is not None:
+            raise StreamError(wrong[1], param=wrong[0])
         if stream is not None:
-            from diffusify.io.codecs import default_pix_fmt, size_problem
 
             pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth)
             problem = size_problem(params.codec, pix_fmt, stream.width, stream.height)
