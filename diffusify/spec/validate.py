@@ -597,7 +597,9 @@ class RecipeValidator:
                         where = path + (("inputs", e.port) if "inputs" in self._raw_keys(nid) else ("input",))
                     else:
                         where = path + ("type",)
-                    self.c.error(where, str(e))
+                    # a field already in error (an undefined ${param}) explains this failure too
+                    if not any(p.severity == "error" and p.path == dotted(where) for p in self.c.problems):
+                        self.c.error(where, str(e))
                 else:
                     self.c.error(path + ("type",), f"cannot plan this node: {type(e).__name__}: {e}")
             for param, message in ctx.warnings:
