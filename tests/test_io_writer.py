@@ -246,6 +246,42 @@ def test_copy_range_across_an_mpegts_clock_wrap(tmp_path: Path) -> None:
     assert abs(first) <= 0.04 and abs(last - 1.2) <= 0.04
 
 
+HDR10 = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
+
+
+@pytest.mark.parametrize(
+    ("codec", "extra"), [("libx265", ("-x265-params", "aq-mode=3")), ("libsvtav1", ()), ("ffv1", ())]
+)
+def test_hdr10_metadata_survives(tmp_path: Path, codec: str, extra: tuple[str, ...]) -> None:
+    src = tmp_path / "hdr.mkv"
+    # tagged in the bitstream only, as some remuxes are: the container says nothing of primaries and transfer
+    run_ffmpeg([
+        "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25,format=yuv420p10le", "-frames:v", "5",
+        "-c:v", "libx265", "-x265-params",
+        f"log-level=error:master-display={HDR10}:max-cll=1000,400:colorprim=bt2020:transfer=smpte2084:"
+        "colormatrix=bt2020nc", str(src),
+    ])  # fmt: skip
+    info = probe(src)
+    assert info.video is not None
+    color = info.video.color
+    assert (color.matrix, color.range, color.primaries, color.transfer) == ("bt2020nc", "tv", "bt2020", "smpte2084")
+    assert color.mastering == (0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329, 1000.0, 0.005)
+    assert color.light == (1000, 400)
+    out = tmp_path / "out.mkv"
+    with VideoReader(str(src), info) as reader, VideoWriter(out, info.video, codec=codec, extra_args=extra) as writer:
+        write_all(writer, list(reader))
+    result = writer.close()
+    back = probe(out).video
+    assert back is not None and back.bit_depth == 10
+    assert (back.color.primaries, back.color.transfer) == ("bt2020", "smpte2084")
+    if codec == "ffv1":
+        assert back.color.mastering is None
+        assert any("HDR10 mastering metadata is not written by ffv1" in w for w in result.warnings)
+    else:  # AV1 stores luminances in fixed point: 0.005 comes back as 0.005005
+        assert back.color.mastering == pytest.approx(color.mastering, abs=1e-4)
+        assert back.color.light == color.light
+
+
 def test_ten_bit_default_pix_fmt_and_precision(tmp_path: Path) -> None:
     ramp = torch.linspace(0, 1, 256).repeat(3, 16, 1)  # 256 columns of distinct levels per 1/255 step...
     fine = ramp * (200 / 255)  # ...squeezed so that 8 bits would merge neighbours

@@ -20,16 +20,26 @@ class ColorInfo:
         range: ``tv`` (limited) or ``pc`` (full), None when untagged.
         primaries: colour primaries (``bt709``, ``bt2020``...), None when untagged.
         transfer: transfer characteristics (``bt709``, ``smpte2084``...), None when untagged.
+        mastering: HDR10 mastering display (SMPTE ST 2086): the x, y chromaticities of its red, green and blue
+            primaries and white point, then its maximum and minimum luminance in cd/m2; None when absent.
+        light: HDR10 content light level: (MaxCLL, MaxFALL) in cd/m2, None when absent.
     """
 
     matrix: str | None = None
     range: str | None = None
     primaries: str | None = None
     transfer: str | None = None
+    mastering: tuple[float, ...] | None = None
+    light: tuple[int, int] | None = None
 
     def describe(self) -> str:
         parts = [p for p in (self.matrix, self.range, self.primaries, self.transfer) if p]
-        return "/".join(parts) if parts else "untagged"
+        text = "/".join(parts) if parts else "untagged"
+        if self.mastering is not None:
+            text += f", mastered at {self.mastering[8]:g} cd/m2"
+        if self.light is not None:
+            text += f", MaxCLL {self.light[0]}"
+        return text
 
 
 @dataclass(frozen=True)

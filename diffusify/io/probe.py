@@ -10,6 +10,7 @@ No torch or numpy here: validation probes every source before anything heavy is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -220,6 +221,11 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         video_index, rest = video_line
         parsed = _parse_video(rest)
         video_codec, pix_fmt = parsed.codec, parsed.pix_fmt
+        color = parsed.color
+        if pix_fmt and pix_fmt_bit_depth(pix_fmt) > 8 and not (is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt)):
+            # High bit depth may be HDR: its mastering metadata travels with the frames, and some files tag
+            # primaries and transfer only in the bitstream.
+            color = _frame_color(p, color)
         time_base, packets = _parse_framecrc(proc.stdout.decode("ascii", "replace"))
         ticks, last_duration = _presentation_ticks(packets)
         suspect = _suspect_head(packets) if ticks else 0
@@ -253,7 +259,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
             channels=3,
             bit_depth=pix_fmt_bit_depth(pix_fmt) if pix_fmt else 8,
             sar=sar,
-            color=parsed.color,
+            color=color,
             vfr=vfr,
         )
 
@@ -435,6 +441,43 @@ def _parse_color(inside: str, pix_fmt: str) -> ColorInfo:
         # An RGB source has no YUV matrix or range; carrying "gbr"/"pc" would make writers encode full-range YUV.
         return ColorInfo(None, None, known(primaries), known(transfer))
     return ColorInfo(known(matrix), rng, known(primaries), known(transfer))
+
+
+_FRAME_COLOR = re.compile(
+    r"Parsed_showinfo_\d+ @ [^\]]*\] color_range:(\w+) color_space:(\w+) color_primaries:(\w+) color_trc:(\w+)"
+)
+_F = r"(-?[\d.]+)"
+_PAIR = rf"\(\s*{_F}[,\s]\s*{_F}\)"  # ffmpeg prints "b(0.1500 0.0600)" without the comma
+_MASTERING = re.compile(
+    rf"side data - Mastering display metadata: has_primaries:(\d) has_luminance:(\d) "
+    rf"r{_PAIR} g{_PAIR} b{_PAIR} wp{_PAIR} min_luminance={_F}, max_luminance={_F}"
+)
+_LIGHT = re.compile(r"side data - Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)")
+
+
+def _frame_color(path: Path, color: ColorInfo) -> ColorInfo:
+    """Fill in what the first decoded frame says about colour: tags the container lacks, HDR10 metadata."""
+    args = ["-v", "info", "-i", str(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"]
+    log = run_ffmpeg(args, check=False).stderr.decode("utf-8", "replace")
+
+    def known(value: str | None) -> str | None:
+        return None if value in (None, "unknown", "reserved", "unspecified") else value
+
+    if m := _FRAME_COLOR.search(log):
+        rng, matrix, primaries, transfer = (known(v) for v in m.groups())
+        color = dataclasses.replace(
+            color,
+            matrix=color.matrix or matrix,
+            range=color.range or rng,
+            primaries=color.primaries or primaries,
+            transfer=color.transfer or transfer,
+        )
+    if (m := _MASTERING.search(log)) and m.group(1) == "1" and m.group(2) == "1":
+        rx, ry, gx, gy, bx, by, wx, wy, low, high = (float(v) for v in m.groups()[2:])
+        color = dataclasses.replace(color, mastering=(rx, ry, gx, gy, bx, by, wx, wy, high, low))
+    if m := _LIGHT.search(log):
+        color = dataclasses.replace(color, light=(int(m.group(1)), int(m.group(2))))
+    return color
 
 
 def _printed_rate(value: str, kilo: str) -> Fraction:

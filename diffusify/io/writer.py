@@ -303,6 +303,7 @@ class VideoWriter:
             # Apple players only accept HEVC tagged hvc1.
             args += ["-tag:v", "hvc1"]
         args += tags
+        args += self._hdr_args(extra_args)
         if self._mkv is not None:
             # Keep every frame's own time: no duplication or dropping towards a constant rate, and the pipe's
             # microsecond time base on the encoder instead of 1/rate, which would round the times to a grid.
@@ -313,6 +314,51 @@ class VideoWriter:
         args += list(extra_args)
         args += ["-f", self._muxer, str(self.path)]
         return args
+
+    def _hdr_args(self, extra_args: list[str]) -> list[str]:
+        """HDR10 mastering display and content light level for the encoders that write them from options.
+
+        A user's own ``-x265-params``/``-svtav1-params`` in ``extra_args`` keep their keys: ours go first in the
+        same option (later keys win)."""
+        color = self.stream.color
+        if color.mastering is None and color.light is None:
+            return []
+        keys: list[str] = []
+        if self.codec == "libx265":
+            flag = "-x265-params"
+            if color.mastering is not None:
+                rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
+                xy = [round(v * 50000) for v in (gx, gy, bx, by, rx, ry, wx, wy)]  # units of 0.00002
+                keys.append(
+                    f"master-display=G({xy[0]},{xy[1]})B({xy[2]},{xy[3]})R({xy[4]},{xy[5]})WP({xy[6]},{xy[7]})"
+                    f"L({round(high * 10000)},{round(low * 10000)})"  # units of 0.0001 cd/m2
+                )
+            if color.light is not None:
+                keys.append(f"max-cll={color.light[0]},{color.light[1]}")
+        elif self.codec == "libsvtav1":
+            flag = "-svtav1-params"
+            if color.mastering is not None:
+                rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
+                keys.append(
+                    f"mastering-display=G({gx:.4f},{gy:.4f})B({bx:.4f},{by:.4f})R({rx:.4f},{ry:.4f})"
+                    f"WP({wx:.4f},{wy:.4f})L({high:.4f},{low:.4f})"
+                )
+            if color.light is not None:
+                keys.append(f"content-light={color.light[0]},{color.light[1]}")
+        else:
+            self.warnings.append(
+                f"{self.path}: the source's HDR10 mastering metadata is not written by {self.codec} (libx265 and "
+                "libsvtav1 write it)"
+            )
+            return []
+        value = ":".join(keys)
+        if flag in extra_args:
+            # ffmpeg takes the last occurrence of an option
+            at = len(extra_args) - 1 - extra_args[::-1].index(flag)
+            if at + 1 < len(extra_args):
+                extra_args[at + 1] = f"{value}:{extra_args[at + 1]}"
+                return []
+        return [flag, value]
 
     def _copy_input(
         self, source: MediaInfo, copy_range: tuple[Fraction, Fraction | None] | None
