@@ -83,6 +83,34 @@ def test_ten_bit_hdr_tags(tmp_path: Path) -> None:
     assert info.video.color == ColorInfo("bt2020nc", "tv", "bt2020", "smpte2084")
 
 
+@pytest.mark.parametrize(
+    ("name", "codec", "extra", "expected", "first"),
+    [
+        ("tv.mpg", "mpeg2video", ("-flags", "+ildct+ilme", "-field_order", "bb"), "bb", "bottom"),
+        # x264 codes the bottom field first and has the top one shown first
+        ("tv.mkv", "libx264", ("-flags", "+ildct+ilme", "-x264-params", "tff=1"), "bt", "top"),
+        ("film.mkv", "libx264", (), None, None),
+    ],
+)
+def test_field_order_and_the_interlace_warning(
+    tmp_path: Path, name: str, codec: str, extra: tuple[str, ...], expected: str | None, first: str | None
+) -> None:
+    from diffusify.spec.validate import validate_text
+
+    clip = make_clip(tmp_path / name, size="64x48", frames=4, codec=codec, extra=extra)
+    assert probe(clip).field_order == expected
+    text = f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{clip}"}}}}
+  out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'out.mkv'}"}}}}
+"""
+    warnings = [p.message for p in validate_text(text).warnings]
+    assert warnings == ([f"{clip} is interlaced ({first} field first): its frames go through as woven fields, "
+                         "which resizing and models smear; deinterlace it first (for example ffmpeg -vf bwdif)"]
+                        if expected else [])
+
+
 def test_full_range_bt601(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "pc.mkv", codec="ffv1", color=("smpte170m", "pc"))
     info = probe(clip)

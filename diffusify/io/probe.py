@@ -61,6 +61,8 @@ _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
 # The showinfo filter's line for a frame (the first one), with its pts in the stream's time base (with -copyts).
 _SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+\s+pts:\s*(-?\d+)")
 SHOWINFO_FIRST_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
+# How ffmpeg prints interlaced field order, and its -field_order names.
+_FIELD_ORDERS = (("top first", "tt"), ("bottom first", "bb"), ("top coded first", "tb"), ("bottom coded first", "bt"))
 _FIELD_WORDS = ("progressive", "top first", "bottom first", "top coded first", "bottom coded first")
 _CHROMA_WORDS = ("left", "center", "topleft", "top", "bottomleft", "bottom", "unspecified")
 
@@ -113,6 +115,8 @@ class MediaInfo:
         rotation: the video's display rotation in degrees (phones store portrait video as landscape frames plus
             this tag). ffmpeg turns the decoded frames upright, and ``video`` describes them upright: a quarter
             turn swaps its width and height.
+        field_order: ``tt``/``bb`` (top or bottom field first) or ``tb``/``bt`` for interlaced video, None for
+            progressive or unknown.
     """
 
     path: str
@@ -130,6 +134,7 @@ class MediaInfo:
     time_base: Fraction | None = None
     video_duration: Fraction | None = None
     rotation: float = 0.0
+    field_order: str | None = None
 
     def streams_of(self, kind: str) -> tuple[MediaStream, ...]:
         """The streams of one kind (``audio``, ``subtitle``...)."""
@@ -217,10 +222,11 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
     video_start = Fraction(0)
     time_base = None
     video_duration = None
+    field_order = None
     if video_line is not None:
         video_index, rest = video_line
         parsed = _parse_video(rest)
-        video_codec, pix_fmt = parsed.codec, parsed.pix_fmt
+        video_codec, pix_fmt, field_order = parsed.codec, parsed.pix_fmt, parsed.field_order
         color = parsed.color
         if pix_fmt and pix_fmt_bit_depth(pix_fmt) > 8 and not (is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt)):
             # High bit depth may be HDR: its mastering metadata travels with the frames, and some files tag
@@ -279,6 +285,7 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         time_base=time_base,
         video_duration=video_duration,
         rotation=rotation,
+        field_order=field_order,
     )
 
 
@@ -368,6 +375,7 @@ class _VideoLine:
     sar: Fraction
     fps: Fraction | None
     color: ColorInfo
+    field_order: str | None = None
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -394,6 +402,7 @@ def _parse_video(rest: str) -> _VideoLine:
     sar = Fraction(1)
     fps = tbr = None
     color = ColorInfo()
+    field_order = None
     for part in parts[1:]:
         if width == 0 and (m := re.match(r"^(\d+)x(\d+)", part)):
             width, height = int(m.group(1)), int(m.group(2))
@@ -404,6 +413,8 @@ def _parse_video(rest: str) -> _VideoLine:
         elif pix_fmt is None and width == 0 and (m := re.match(r"^([a-z][a-z0-9_]*)(?:\((.*)\))?$", part)):
             pix_fmt = m.group(1)
             color = _parse_color(m.group(2) or "", pix_fmt)
+            tokens = [t.strip() for t in (m.group(2) or "").split(",")]
+            field_order = next((order for words, order in _FIELD_ORDERS if any(t.startswith(words) for t in tokens)), None)
         elif m := re.match(r"^([\d.]+)(k?) fps$", part):
             fps = _printed_rate(m.group(1), m.group(2))
         elif m := re.match(r"^([\d.]+)(k?) tbr$", part):
@@ -414,7 +425,7 @@ def _parse_video(rest: str) -> _VideoLine:
             num, den = int(s.group(1)), int(s.group(2))
             if num > 0 and den > 0:
                 sar = Fraction(num, den)
-    return _VideoLine(codec, pix_fmt, width, height, sar, fps or tbr, color)
+    return _VideoLine(codec, pix_fmt, width, height, sar, fps or tbr, color, field_order)
 
 
 def _parse_color(inside: str, pix_fmt: str) -> ColorInfo:

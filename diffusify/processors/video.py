@@ -66,6 +66,11 @@ class VideoRead(Processor):
         if end is not None and params.start >= end:
             raise StreamError(f"start ({params.start}) is past the last frame ({end})", param="start")
         frames = None if end is None else end - params.start
+        if info.field_order is not None:
+            first = "top" if info.field_order in ("tt", "bt") else "bottom"  # the field shown first
+            ctx.warn(f"{params.path} is interlaced ({first} field first): its frames go through as woven fields, "
+                     "which resizing and models smear; deinterlace it first (for example ffmpeg -vf bwdif)",
+                     param="path")
         if ctx.max_frames is not None:
             frames = ctx.max_frames if frames is None else min(frames, ctx.max_frames)
         return info.video.replace(frames=frames)
