@@ -187,6 +187,29 @@ def test_copy_range_trims_the_copied_streams(tmp_path: Path, ext: str) -> None:
         assert re.search(r"Attachment:.*\n.*Metadata:\n\s+filename\s+: notes.txt\n\s+mimetype\s+: text/plain", listing)
 
 
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_video_that_starts_after_its_audio_keeps_its_place(tmp_path: Path, ext: str) -> None:
+    src = tmp_path / "late.mkv"
+    run_ffmpeg([
+        "-v", "error", "-itsoffset", "0.5", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-f", "lavfi",
+        "-i", "sine=sample_rate=48000", "-t", "2", "-c:v", "libx264", "-c:a", "aac", str(src),
+    ])  # fmt: skip
+    info = probe(src)
+    assert info.video is not None
+    source_video, _ = stream_span(src, "v:0")
+    assert source_video >= 0.5  # the picture comes half a second after the sound starts
+    out = tmp_path / f"out{ext}"
+    with VideoReader(str(src), info) as reader, VideoWriter(out, info.video, copy_from=info) as writer:
+        write_all(writer, list(reader))
+    assert writer.close().warnings == []
+    got = probe(out)
+    assert got.video is not None and got.video.frames == info.video.frames
+    video, _ = stream_span(out, "v:0")
+    audio, _ = stream_span(out, "a:0")
+    source_audio, _ = stream_span(src, "a:0")
+    assert video - audio == pytest.approx(source_video - source_audio, abs=0.001)
+
+
 @pytest.mark.parametrize(
     ("audio", "ext", "video_codec", "stored"),
     [

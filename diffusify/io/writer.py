@@ -123,6 +123,7 @@ class VideoWriter:
         self._copy_seeks = False
         self._copy_cut = Fraction(0)
         self._copy_length: Fraction | None = None
+        self._video_delay = Fraction(0)  # the video's start after the copied streams' (-itsoffset)
         self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
@@ -255,6 +256,10 @@ class VideoWriter:
     ) -> list[str]:
         s = self.stream
         args = ["-v", "warning", "-nostats", "-y" if overwrite else "-n"]
+        copy_input = self._copy_input(copy_from, copy_range) if copy_from is not None else []
+        if self._video_delay > 0:
+            # the source's video starts after its other streams: keep it that far in, or they would drift apart
+            args += ["-itsoffset", f"{float(self._video_delay):.6f}"]
         if self._mkv is not None:
             args += ["-f", "matroska", "-i", "pipe:0"]
         else:
@@ -273,7 +278,7 @@ class VideoWriter:
 
         copy_args: list[str] = []
         if copy_from is not None:
-            args += self._copy_input(copy_from, copy_range)
+            args += copy_input
             cut_inputs, copy_args = self._copy_maps(copy_from)
             args += cut_inputs
 
@@ -308,6 +313,9 @@ class VideoWriter:
             # Keep every frame's own time: no duplication or dropping towards a constant rate, and the pipe's
             # microsecond time base on the encoder instead of 1/rate, which would round the times to a grid.
             args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
+        elif self._video_delay > 0:
+            # cfr would fill the delay with copies of the first frame; the raw input's times are constant already
+            args += ["-fps_mode", "passthrough"]
         else:
             args += ["-fps_mode", "cfr"]
         args += copy_args
@@ -364,21 +372,24 @@ class VideoWriter:
         self, source: MediaInfo, copy_range: tuple[Fraction, Fraction | None] | None
     ) -> list[str]:
         args: list[str] = []
-        if copy_range is not None:
-            begin, end = copy_range
-            begin = Fraction(begin)
-            if begin > 0:
-                self._copy_seeks = True
-                # -ss counts from the container start; the range is on the video's timeline.
-                offset = source.video_start - Fraction(source.start_time).limit_denominator(1000000)
-                self._copy_cut = max(Fraction(0), begin + offset)
-                args += ["-ss", f"{float(self._copy_cut):.6f}"]
-            if end is not None:
-                length = Fraction(end) - begin
-                if length <= 0:
-                    raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
-                self._copy_length = length
-                args += ["-t", f"{float(length):.6f}"]
+        # Where the video starts in the container (whose other streams may start before it, at 0).
+        offset = max(Fraction(0), source.video_start - Fraction(source.start_time).limit_denominator(1000000))
+        begin, end = (Fraction(copy_range[0]), copy_range[1]) if copy_range is not None else (Fraction(0), None)
+        if begin > 0:
+            # Cut: the copied streams start at the first kept frame, as the video does.
+            self._copy_seeks = True
+            # -ss counts from the container start; the range is on the video's timeline.
+            self._copy_cut = begin + offset
+            args += ["-ss", f"{float(self._copy_cut):.6f}"]
+        else:
+            # Whole from the start: the video keeps its place after the other streams' lead-in.
+            self._video_delay = offset
+        if end is not None:
+            length = Fraction(end) - begin
+            if length <= 0:
+                raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
+            self._copy_length = length
+            args += ["-t", f"{float(length + self._video_delay):.6f}"]
         return [*args, "-i", source.path]
 
     def _copy_maps(self, source: MediaInfo) -> tuple[list[str], list[str]]:
