@@ -80,5 +80,5 @@ def run(path: str, *, input: str | None = None, output: str | None = None, set: 
                 overwrite=overwrite, registry=registry)
     engine = Engine(p, hooks=hooks, handle_signals=handle_signals)
     for w in v.warnings:
-        engine.emit("warning", message=w.format(), node=None)
+        engine.emit("warning", message=w.format(), node=None, problem=w.to_json())
     return engine.run()

@@ -291,3 +291,29 @@ def test_commands_do_not_import_heavy_backends(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [], f"diffusify {' '.join(args)} imported {result['heavy']}"
     assert result["code"] == code
+
+
+def test_run_passes_recipe_warnings_on_as_events(tmp_path: Path) -> None:
+    from tests._media import make_clip
+
+    clip = make_clip(
+        tmp_path / "tv.mpg", size="64x48", frames=3, codec="mpeg2video",
+        extra=("-flags", "+ildct+ilme", "-field_order", "bb"),
+    )  # fmt: skip
+    recipe = tmp_path / "tv.yaml"
+    recipe.write_text(textwrap.dedent(f"""\
+        version: 1
+        nodes:
+          src: {{type: video.read, with: {{path: "{clip}"}}}}
+          out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'out.mkv'}"}}}}
+        """))
+    result = CliRunner().invoke(cli, ["run", str(recipe), "--json-events"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    warning = next(e for e in events if e["event"] == "warning")
+    assert warning["problem"]["path"] == "nodes.src.with.path" and warning["problem"]["line"] == 3
+    assert "is interlaced (bottom field first)" in warning["problem"]["message"]
+    # people get the same line once, in the compiler style
+    people = CliRunner().invoke(cli, ["run", str(recipe), "--overwrite"])
+    assert people.exit_code == 0
+    assert f"{recipe}:3:" in people.output and people.output.count("warning:") == 1

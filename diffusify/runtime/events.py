@@ -86,7 +86,8 @@ class ProgressDisplay:
             self._write([head, *nodes] if self.tty else [head])
         elif event == "warning":
             self._drawn = 0
-            self.stream.write(f"warning: {f['message']}\n")
+            # a recipe's problem is formatted "file:line:col: warning: ..." already
+            self.stream.write(f"{f['message']}\n" if f.get("problem") else f"warning: {f['message']}\n")
         elif event == "finished":
             self._drawn = 0
             for line in format_summary(f["summary"]):
