@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diffusify.graph.stream import ColorInfo
 from diffusify.io.formats import chroma_block
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "size_problem"]
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "size_problem"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,42 @@ def container_problem(codec: str, suffix: str) -> tuple[str, str] | None:
     if preset is not None and preset.containers is not None and suffix not in preset.containers:
         return "codec", f"{codec} cannot be stored in a {suffix} file (use {', '.join(sorted(preset.containers))})"
     return None
+
+
+def hdr10_params(codec: str, color: ColorInfo) -> tuple[str, str] | None:
+    """The encoder option that writes a stream's HDR10 mastering display and content light level.
+
+    Args:
+        codec: the encoder.
+        color: the stream's colour metadata.
+
+    Returns:
+        ``(option, value)`` such as ``("-x265-params", "master-display=...:max-cll=1000,400")``; None for encoders
+        that take no such option (or when there is nothing to write).
+    """
+    keys: list[str] = []
+    if codec == "libx265":
+        flag = "-x265-params"
+        if color.mastering is not None:
+            rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
+
+            def xy(x: float, y: float) -> str:  # chromaticities in units of 0.00002
+                return f"({round(x * 50000)},{round(y * 50000)})"
+
+            luminance = f"L({round(high * 10000)},{round(low * 10000)})"  # in units of 0.0001 cd/m2
+            keys.append(f"master-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}{luminance}")
+        if color.light is not None:
+            keys.append(f"max-cll={color.light[0]},{color.light[1]}")
+    elif codec == "libsvtav1":
+        flag = "-svtav1-params"
+        if color.mastering is not None:
+            rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
+            keys.append(
+                f"mastering-display=G({gx:.4f},{gy:.4f})B({bx:.4f},{by:.4f})R({rx:.4f},{ry:.4f})"
+                f"WP({wx:.4f},{wy:.4f})L({high:.4f},{low:.4f})"
+            )
+        if color.light is not None:
+            keys.append(f"content-light={color.light[0]},{color.light[1]}")
+    else:
+        return None
+    return (flag, ":".join(keys)) if keys else None

@@ -27,6 +27,7 @@ from diffusify.io.codecs import (
     CodecPreset,
     container_problem,
     default_pix_fmt,
+    hdr10_params,
     size_problem,
 )
 from diffusify.io.errors import MediaError
@@ -324,42 +325,21 @@ class VideoWriter:
         return args
 
     def _hdr_args(self, extra_args: list[str]) -> list[str]:
-        """HDR10 mastering display and content light level for the encoders that write them from options.
+        """HDR10 mastering display and content light level, for the encoders that write them from options.
 
         A user's own ``-x265-params``/``-svtav1-params`` in ``extra_args`` keep their keys: ours go first in the
         same option (later keys win)."""
         color = self.stream.color
         if color.mastering is None and color.light is None:
             return []
-        keys: list[str] = []
-        if self.codec == "libx265":
-            flag = "-x265-params"
-            if color.mastering is not None:
-                rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
-                xy = [round(v * 50000) for v in (gx, gy, bx, by, rx, ry, wx, wy)]  # units of 0.00002
-                keys.append(
-                    f"master-display=G({xy[0]},{xy[1]})B({xy[2]},{xy[3]})R({xy[4]},{xy[5]})WP({xy[6]},{xy[7]})"
-                    f"L({round(high * 10000)},{round(low * 10000)})"  # units of 0.0001 cd/m2
-                )
-            if color.light is not None:
-                keys.append(f"max-cll={color.light[0]},{color.light[1]}")
-        elif self.codec == "libsvtav1":
-            flag = "-svtav1-params"
-            if color.mastering is not None:
-                rx, ry, gx, gy, bx, by, wx, wy, high, low = color.mastering
-                keys.append(
-                    f"mastering-display=G({gx:.4f},{gy:.4f})B({bx:.4f},{by:.4f})R({rx:.4f},{ry:.4f})"
-                    f"WP({wx:.4f},{wy:.4f})L({high:.4f},{low:.4f})"
-                )
-            if color.light is not None:
-                keys.append(f"content-light={color.light[0]},{color.light[1]}")
-        else:
+        option = hdr10_params(self.codec, color)
+        if option is None:
             self.warnings.append(
                 f"{self.path}: the source's HDR10 mastering metadata is not written by {self.codec} (libx265 and "
                 "libsvtav1 write it)"
             )
             return []
-        value = ":".join(keys)
+        flag, value = option
         if flag in extra_args:
             # ffmpeg takes the last occurrence of an option
             at = len(extra_args) - 1 - extra_args[::-1].index(flag)
