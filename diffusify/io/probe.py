@@ -58,7 +58,7 @@ _CHAPTER = re.compile(r"^\s*Chapter #\d+:\d+: ")
 _ROTATION = re.compile(r"^\s+(?:Display Matrix|displaymatrix): rotation of (?P<degrees>-?[\d.]+) degrees", re.I)
 _METADATA_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<key>\w[\w ]*?)\s*: (?P<value>.*)$")
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
-# The showinfo filter's line for a frame (the first one), with its pts in the stream's time base (with -copyts).
+# The showinfo filter's line for a frame (any, or the first), with its pts in the stream's time base (with -copyts).
 _SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+\s+pts:\s*(-?\d+)")
 SHOWINFO_FIRST_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
 # How ffmpeg prints interlaced field order, and its -field_order names.
@@ -428,6 +428,11 @@ def _parse_video(rest: str) -> _VideoLine:
     return _VideoLine(codec, pix_fmt, width, height, sar, fps or tbr, color, field_order)
 
 
+def _known(value: str | None) -> str | None:
+    """A colour tag, None for ffmpeg's words for no tag."""
+    return None if value in (None, "unknown", "reserved", "unspecified") else value
+
+
 def _parse_color(inside: str, pix_fmt: str) -> ColorInfo:
     rng = matrix = primaries = transfer = None
     for token in (t.strip() for t in inside.split(",")):
@@ -445,13 +450,10 @@ def _parse_color(inside: str, pix_fmt: str) -> ColorInfo:
     if pix_fmt.startswith("yuvj") and rng is None:
         rng = "pc"
 
-    def known(value: str | None) -> str | None:
-        return None if value in (None, "unknown", "reserved", "unspecified") else value
-
     if is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt):
         # An RGB source has no YUV matrix or range; carrying "gbr"/"pc" would make writers encode full-range YUV.
-        return ColorInfo(None, None, known(primaries), known(transfer))
-    return ColorInfo(known(matrix), rng, known(primaries), known(transfer))
+        return ColorInfo(None, None, _known(primaries), _known(transfer))
+    return ColorInfo(_known(matrix), rng, _known(primaries), _known(transfer))
 
 
 _FRAME_COLOR = re.compile(
@@ -470,12 +472,8 @@ def _frame_color(path: Path, color: ColorInfo) -> ColorInfo:
     """Fill in what the first decoded frame says about colour: tags the container lacks, HDR10 metadata."""
     args = ["-v", "info", "-i", str(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"]
     log = run_ffmpeg(args, check=False).stderr.decode("utf-8", "replace")
-
-    def known(value: str | None) -> str | None:
-        return None if value in (None, "unknown", "reserved", "unspecified") else value
-
     if m := _FRAME_COLOR.search(log):
-        rng, matrix, primaries, transfer = (known(v) for v in m.groups())
+        rng, matrix, primaries, transfer = (_known(v) for v in m.groups())
         color = dataclasses.replace(
             color,
             matrix=color.matrix or matrix,
