@@ -342,6 +342,21 @@ def test_an_output_folder_that_cannot_be_made_fails_before_any_frame(tmp_path: P
         ImageSequenceWriter(blocker / "frames" / "f_%04d.png")
 
 
+def test_file_names_ffmpeg_would_misread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # relative names that start with '-' (an option to ffmpeg) or look like a protocol ('concat:')
+    monkeypatch.chdir(tmp_path)
+    for name in ("-out.mkv", "concat:out.mkv"):
+        with VideoWriter(name, StreamInfo(64, 48)) as writer:
+            write_all(writer, noise_frames(3))
+        info = probe(name)
+        assert info.video is not None and info.video.frames == 3
+        assert len(list(VideoReader(name, info))) == 3
+    with ImageSequenceWriter("-frames/-f_%02d.png") as images:
+        for frame in noise_frames(2):
+            images.write(frame)
+    assert sorted(p.name for p in (tmp_path / "-frames").iterdir()) == ["-f_00.png", "-f_01.png"]
+
+
 def test_overwrite_and_same_path_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "exists.mkv"
     out.write_bytes(b"precious")

@@ -8,6 +8,7 @@ sees EOF on stdin instead and finalises the file.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +44,21 @@ def ffmpeg_exe() -> str:
 
 
 @functools.cache
+def file_arg(path: str | os.PathLike[str]) -> str:
+    """A file name as ffmpeg must be given it: absolute, under the ``file:`` protocol.
+
+    A relative name that starts with ``-`` would be read as an option, and one like ``concat:x.mkv`` as another
+    protocol.
+
+    Args:
+        path: a file path.
+
+    Returns:
+        The argument for ffmpeg.
+    """
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
 def available_encoders() -> frozenset[str]:
     """Names of the encoders the bundled ffmpeg was built with (``libx264``, ``ffv1``...).
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess
+from diffusify.io.ffmpeg import FFmpegProcess, file_arg
 from diffusify.io.probe import probe
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class ImageSequenceWriter:
         args += ["-map", "0:v:0", "-c:v", fmt, "-pix_fmt", out_fmt, "-fps_mode", "passthrough"]
         if fmt == "tiff":
             args += ["-compression_algo", "deflate"]
-        args += ["-start_number", str(self.start_number), "-f", "image2", str(self.pattern)]
+        args += ["-start_number", str(self.start_number), "-f", "image2", file_arg(self.pattern)]
         self._proc = FFmpegProcess(args, stdin_pipe=True)
         return self._proc
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from diffusify.graph.stream import ColorInfo, StreamInfo
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import last_lines, run_ffmpeg
+from diffusify.io.ffmpeg import file_arg, last_lines, run_ffmpeg
 from diffusify.io.formats import is_gray_pix_fmt, is_rgb_pix_fmt, pix_fmt_bit_depth
 
 __all__ = ["MediaInfo", "MediaStream", "probe", "clear_probe_cache"]
@@ -205,7 +205,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 def _probe_uncached(p: Path, shown: str) -> MediaInfo:
     # "V" (capital) skips cover art; "?" keeps audio-only files from failing the mapping.
     # -copyts keeps the stored timestamps, so frame times can be matched to absolute seek positions.
-    args = ["-copyts", "-i", str(p), "-map", "0:V:0?", "-c", "copy", "-f", "framecrc", "-"]
+    args = ["-copyts", "-i", file_arg(p), "-map", "0:V:0?", "-c", "copy", "-f", "framecrc", "-"]
     proc = run_ffmpeg(args, check=False)
     log = proc.stderr.decode("utf-8", "replace")
     header = _input_section(log)
@@ -470,7 +470,7 @@ _LIGHT = re.compile(r"side data - Content light level metadata: MaxCLL=(\d+), Ma
 
 def _frame_color(path: Path, color: ColorInfo) -> ColorInfo:
     """Fill in what the first decoded frame says about colour: tags the container lacks, HDR10 metadata."""
-    args = ["-v", "info", "-i", str(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"]
+    args = ["-v", "info", "-i", file_arg(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"]
     log = run_ffmpeg(args, check=False).stderr.decode("utf-8", "replace")
     if m := _FRAME_COLOR.search(log):
         rng, matrix, primaries, transfer = (_known(v) for v in m.groups())
@@ -551,7 +551,7 @@ def _suspect_head(packets: list[tuple[int, int, int]]) -> int:
 
 def _decoded_ticks(path: Path, frames: int) -> list[int]:
     """Timestamps of the first ``frames`` frames the decoder outputs, in time-base ticks."""
-    args = ["-v", "info", "-copyts", "-i", str(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", str(frames)]
+    args = ["-v", "info", "-copyts", "-i", file_arg(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", str(frames)]
     proc = run_ffmpeg([*args, "-f", "null", "-"], check=False)
     return [int(m.group(1)) for m in _SHOWINFO_PTS.finditer(proc.stderr.decode("utf-8", "replace"))]
 

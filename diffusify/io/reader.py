@@ -16,7 +16,7 @@ import torch
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess
+from diffusify.io.ffmpeg import FFmpegProcess, file_arg
 from diffusify.io.formats import planar_rgb_format, to_rgb_filter
 from diffusify.io.probe import SHOWINFO_FIRST_PTS, MediaInfo
 from diffusify.runtime.frame import Frame
@@ -258,7 +258,7 @@ class VideoReader:
                     args += ["-noaccurate_seek", "-ss", f"{float(target):.6f}"]
             # Stored timestamps on the filter input, so the trim compares exact integers with the probe's.
             args += ["-copyts"]
-        args += ["-i", self.path]
+        args += ["-i", file_arg(self.path)]
         out_fmt = planar_rgb_format(self.high_bit_depth)
         convert = to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, out_fmt)
         if start_ticks is not None:

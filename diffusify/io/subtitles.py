@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import run_ffmpeg
+from diffusify.io.ffmpeg import file_arg, run_ffmpeg
 
 __all__ = ["TEXT_CODECS", "cut_cues", "cut_text_subtitles"]
 
@@ -161,12 +161,12 @@ def cut_text_subtitles(
     args = ["-v", "error"]
     if length is not None:
         args += ["-t", f"{float(cut + length) + 1:.6f}"]  # a second to spare: cues from there on are dropped
-    args += ["-i", source]
+    args += ["-i", file_arg(source)]
     raws = {}
     for index, codec in streams:
         form = _FORMS[codec]
         raws[index] = (form, folder / f"stream{index}.raw{form.suffix}")
-        args += ["-map", f"0:{index}", "-c:s", form.encoder, "-f", form.muxer, "-y", str(raws[index][1])]
+        args += ["-map", f"0:{index}", "-c:s", form.encoder, "-f", form.muxer, "-y", file_arg(raws[index][1])]
     proc = run_ffmpeg(args, check=False)
     missing = [index for index, (_, raw) in raws.items() if not raw.exists()]
     if proc.returncode != 0 or missing:
@@ -180,5 +180,5 @@ def cut_text_subtitles(
         text = raw.read_text(encoding="utf-8", errors="surrogateescape")
         out = folder / f"stream{index}{form.suffix}"
         out.write_text(cut_cues(text, form.muxer, cut, length), encoding="utf-8", errors="surrogateescape")
-        inputs[index] = ["-f", form.muxer, "-i", str(out)]
+        inputs[index] = ["-f", form.muxer, "-i", file_arg(out)]
     return inputs

@@ -31,7 +31,7 @@ from diffusify.io.codecs import (
     size_problem,
 )
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure
+from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
@@ -321,7 +321,7 @@ class VideoWriter:
             args += ["-fps_mode", "cfr"]
         args += copy_args
         args += list(extra_args)
-        args += ["-f", self._muxer, str(self.path)]
+        args += ["-f", self._muxer, file_arg(self.path)]
         return args
 
     def _hdr_args(self, extra_args: list[str]) -> list[str]:
@@ -370,7 +370,7 @@ class VideoWriter:
                 raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
             self._copy_length = length
             args += ["-t", f"{float(length + self._video_delay):.6f}"]
-        return [*args, "-i", source.path]
+        return [*args, "-i", file_arg(source.path)]
 
     def _copy_maps(self, source: MediaInfo) -> tuple[list[str], list[str]]:
         """Inputs, maps and codec options for the source's audio, subtitle and attachment streams.
