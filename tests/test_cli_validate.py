@@ -304,15 +304,15 @@ def test_run_passes_recipe_warnings_on_as_events(tmp_path: Path) -> None:
     recipe.write_text(textwrap.dedent(f"""\
         version: 1
         nodes:
-          src: {{type: video.read, with: {{path: "{clip}"}}}}
+          src: {{type: video.read, with: {{path: "{clip}", deinterlace: "off"}}}}
           out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'out.mkv'}"}}}}
         """))
     result = CliRunner().invoke(cli, ["run", str(recipe), "--json-events"])
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     warning = next(e for e in events if e["event"] == "warning")
-    assert warning["problem"]["path"] == "nodes.src.with.path" and warning["problem"]["line"] == 3
-    assert "is interlaced (bottom field first)" in warning["problem"]["message"]
+    assert warning["problem"]["path"] == "nodes.src.with.deinterlace" and warning["problem"]["line"] == 3
+    assert "is interlaced (bottom field first) and deinterlace is off" in warning["problem"]["message"]
     # people get the same line once, in the compiler style
     people = CliRunner().invoke(cli, ["run", str(recipe), "--overwrite"])
     assert people.exit_code == 0

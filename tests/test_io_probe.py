@@ -92,23 +92,25 @@ def test_ten_bit_hdr_tags(tmp_path: Path) -> None:
         ("film.mkv", "libx264", (), None, None),
     ],
 )
-def test_field_order_and_the_interlace_warning(
+def test_field_order_and_the_woven_fields_warning(
     tmp_path: Path, name: str, codec: str, extra: tuple[str, ...], expected: str | None, first: str | None
 ) -> None:
     from diffusify.spec.validate import validate_text
 
     clip = make_clip(tmp_path / name, size="64x48", frames=4, codec=codec, extra=extra)
     assert probe(clip).field_order == expected
-    text = f"""
+    for mode in ("auto", "off"):
+        text = f"""
 version: 1
 nodes:
-  src: {{type: video.read, with: {{path: "{clip}"}}}}
+  src: {{type: video.read, with: {{path: "{clip}", deinterlace: {mode}}}}}
   out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'out.mkv'}"}}}}
 """
-    warnings = [p.message for p in validate_text(text).warnings]
-    assert warnings == ([f"{clip} is interlaced ({first} field first): its frames go through as woven fields, "
-                         "which resizing and models smear; deinterlace it first (for example ffmpeg -vf bwdif)"]
-                        if expected else [])
+        warnings = [p.message for p in validate_text(text).warnings]
+        # deinterlaced by default; keeping the fields of an interlaced source is worth a word
+        assert warnings == ([f"{clip} is interlaced ({first} field first) and deinterlace is off: its frames go "
+                             "through as woven fields, which resizing and models smear"]
+                            if expected and mode == "off" else [])
 
 
 def test_full_range_bt601(tmp_path: Path) -> None:

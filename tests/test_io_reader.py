@@ -202,6 +202,28 @@ def test_open_gop_cut_counts_the_frames_the_decoder_gives(tmp_path: Path, codec:
         assert all(torch.equal(g.data, every[start + k].data) for k, g in enumerate(got))
 
 
+def test_interlaced_source_is_deinterlaced_frame_for_frame(tmp_path: Path) -> None:
+    # 50 fields a second woven into 25 frames, stored interlaced (top field first)
+    src = make_clip(
+        tmp_path / "tv.mpg", size="64x48", rate="50", frames=20, codec="mpeg2video",
+        vf="tinterlace=mode=interleave_top,setfield=tff", extra=("-flags", "+ildct+ilme", "-field_order", "tt"),
+    )  # fmt: skip
+    info = probe(src)
+    assert info.field_order == "tt" and info.video is not None and info.video.frames == 20
+    convert = to_rgb_filter(info.pix_fmt, info.video.color, 64, 48, "gbrp")
+    for mode, vf in [("auto", f"bwdif=mode=send_frame:parity=auto:deint=interlaced,{convert}"), ("off", convert)]:
+        got = list(VideoReader(str(src), info, start=3, deinterlace=mode))
+        assert [f.pts for f in got] == [t - info.timestamps[3] for t in info.timestamps[3:]]
+        # what ffmpeg alone gives with the same filters, frame for frame (a cut keeps each frame's neighbours)
+        plain = run_ffmpeg(["-v", "error", "-i", str(src), "-vf", vf, "-f", "rawvideo", "-pix_fmt", "gbrp", "-"])
+        planes = torch.frombuffer(bytearray(plain.stdout), dtype=torch.uint8).view(-1, 3, 48, 64)[3:]
+        assert len(got) == len(planes) == 17
+        for frame, gbr in zip(got, planes, strict=True):
+            assert torch.equal(frame.data, gbr[[2, 0, 1]].float() / 255), mode
+    woven, smooth = (as_rgb255(list(VideoReader(str(src), info, deinterlace=m))) for m in ("off", "auto"))
+    assert not np.array_equal(woven, smooth)
+
+
 def test_vfr_reader_keeps_source_times(tmp_path: Path) -> None:
     vf = "settb=1/1000,setpts='(N + 2*gte(N,5))/(25*TB)'"
     clip = make_clip(

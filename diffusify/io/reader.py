@@ -21,8 +21,17 @@ from diffusify.io.formats import planar_rgb_format, to_rgb_filter
 from diffusify.io.probe import SHOWINFO_FIRST_PTS, MediaInfo
 from diffusify.runtime.frame import Frame
 
-__all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "planes_to_tensor"]
+__all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "deinterlace_filter", "planes_to_tensor"]
 
+
+
+def deinterlace_filter(info: MediaInfo, mode: str) -> str | None:
+    """The deinterlacing filter a reader puts first (see :class:`VideoReader`'s ``deinterlace``), None for none."""
+    if mode == "on" or (mode == "auto" and info.field_order is not None):
+        frames = "all" if mode == "on" else "interlaced"
+        # bwdif halves the time base (it could send a frame per field): give the times back their own base
+        return f"bwdif=mode=send_frame:parity=auto:deint={frames},settb=expr=2*intb"
+    return None
 
 
 class FrameBuffer:
@@ -165,6 +174,9 @@ class VideoReader:
         end: frame index to stop before (exclusive), None for the end of the file.
         high_bit_depth: decode through 16-bit RGB; None decides from the source (above 8 bits).
         device: where the tensors are put; the byte-to-float conversion runs there.
+        deinterlace: ``auto`` deinterlaces (ffmpeg's bwdif, one frame per frame, times kept) the frames flagged
+            interlaced when the probe says the stream is interlaced; ``on`` deinterlaces every frame (for sources
+            flagged progressive by mistake); ``off`` hands the woven fields over as they are.
 
     Raises:
         MediaError: no video stream, or a range outside the file.
@@ -179,7 +191,10 @@ class VideoReader:
         end: int | None = None,
         high_bit_depth: bool | None = None,
         device: str | torch.device = "cpu",
+        deinterlace: str = "auto",
     ) -> None:
+        if deinterlace not in ("auto", "on", "off"):
+            raise MediaError(f"{path}: deinterlace must be auto, on or off (got {deinterlace!r})")
         if info.video is None or info.video_index is None:
             raise MediaError(f"{path}: has no video stream")
         video = info.video
@@ -198,6 +213,7 @@ class VideoReader:
         self.path = str(path)
         self.info = info
         self.start = start
+        self.deinterlace = deinterlace_filter(info, deinterlace)
         self.end = end
         self.device = torch.device(device)
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
@@ -261,18 +277,20 @@ class VideoReader:
         args += ["-i", file_arg(self.path)]
         out_fmt = planar_rgb_format(self.high_bit_depth)
         convert = to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, out_fmt)
+        # Deinterlacing comes before any cut, so that the first kept frame has its neighbours to look at.
+        first = f"{self.deinterlace}," if self.deinterlace else ""
         if start_ticks is not None:
             # The first frame after the cut goes to showinfo too, which logs its timestamp: proof of the seek.
             graph = (
-                f"[0:{info.video_index}]trim=start_pts={start_ticks},split=2[probe][main];"
+                f"[0:{info.video_index}]{first}trim=start_pts={start_ticks},split=2[probe][main];"
                 "[probe]trim=end_frame=1,showinfo=checksum=0,nullsink;"
                 f"[main]{convert}[out]"
             )
         elif self.start > 0:
             # No timestamps to cut on: count decoded frames instead (decodes from the beginning).
-            graph = f"[0:{info.video_index}]trim=start_frame={self.start},{convert}[out]"
+            graph = f"[0:{info.video_index}]{first}trim=start_frame={self.start},{convert}[out]"
         else:
-            graph = f"[0:{info.video_index}]{convert}[out]"
+            graph = f"[0:{info.video_index}]{first}{convert}[out]"
         args += ["-filter_complex", graph, "-map", "[out]", "-fps_mode", "passthrough"]
         if self.end is not None:
             args += ["-frames:v", str(self.end - self.start)]

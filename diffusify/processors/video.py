@@ -25,6 +25,10 @@ class VideoReadParams(Params):
     end: int | None = Field(None, ge=1, description="Stop before this frame index; empty for the end of the file.")
     high_bit_depth: bool | None = Field(
         None, description="Decode through a 16-bit RGB path; empty = automatic (on for 10/12/16-bit sources).")
+    deinterlace: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: deinterlace (bwdif, one frame per frame) the frames of a source flagged "
+                            "interlaced; on: every frame (sources flagged progressive by mistake); off: keep the "
+                            "woven fields.")
 
 
 def _probe(path: str):
@@ -44,7 +48,8 @@ class VideoRead(Processor):
 
     Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device, one frame per source frame (no duplicates or drops,
     variable frame rate kept as timestamps). YUV matrix and range come from the file's tags (BT.709 for HD and
-    BT.601 for SD when untagged). Audio, subtitles and attachments are copied by ``video.write``.
+    BT.601 for SD when untagged). Interlaced sources are deinterlaced (``deinterlace``). Rotated phone video
+    comes out upright. Audio, subtitles and attachments are copied by ``video.write``.
     """
 
     type_name = "video.read"
@@ -66,11 +71,10 @@ class VideoRead(Processor):
         if end is not None and params.start >= end:
             raise StreamError(f"start ({params.start}) is past the last frame ({end})", param="start")
         frames = None if end is None else end - params.start
-        if info.field_order is not None:
+        if info.field_order is not None and params.deinterlace == "off":
             first = "top" if info.field_order in ("tt", "bt") else "bottom"  # the field shown first
-            ctx.warn(f"{params.path} is interlaced ({first} field first): its frames go through as woven fields, "
-                     "which resizing and models smear; deinterlace it first (for example ffmpeg -vf bwdif)",
-                     param="path")
+            ctx.warn(f"{params.path} is interlaced ({first} field first) and deinterlace is off: its frames go "
+                     "through as woven fields, which resizing and models smear", param="deinterlace")
         if ctx.max_frames is not None:
             frames = ctx.max_frames if frames is None else min(frames, ctx.max_frames)
         return info.video.replace(frames=frames)
@@ -87,7 +91,8 @@ class VideoRead(Processor):
         frames = self.output_stream.frames if self.output_stream else None
         end = None if frames is None else self.params.start + frames
         self._reader = VideoReader(self.params.path, self.media, start=self.params.start, end=end,
-                                   high_bit_depth=self.params.high_bit_depth, device=self.output_device)
+                                   high_bit_depth=self.params.high_bit_depth, device=self.output_device,
+                                   deinterlace=self.params.deinterlace)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:
