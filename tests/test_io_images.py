@@ -1,4 +1,4 @@
-"""PNG/TIFF sequences: 8 and 16 bits, gray/RGB/RGBA, ordering, patterns and refusals."""
+"""Image sequences (PNG/TIFF, and JPEG/WebP/BMP to read): 8 and 16 bits, gray/RGB/RGBA, ordering, patterns and refusals."""
 
 from __future__ import annotations
 
@@ -107,3 +107,21 @@ def test_refusals(tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", "color=size=16x8,format=rgb24", "-frames:v", "1", mixed / "b.png")
     with pytest.raises(MediaError, match=r"b\.png: is 16x8"):
         ImageSequenceReader(mixed)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "webp", "bmp"])
+def test_jpeg_webp_and_bmp_sequences_read_like_ffmpeg_decodes_them(tmp_path: Path, ext: str) -> None:
+    from tests._media import decode_rgb
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    # an odd size, which JPEG's 4:2:0 does not fill with whole chroma blocks
+    for k in range(3):  # one file each (ffmpeg's WebP encoder would pack a sequence into one animated file)
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=64x36:rate=25,trim=start_frame={k},scale=65:37",
+               "-frames:v", "1", folder / f"img_{k:02d}.{ext}")  # fmt: skip
+    with ImageSequenceReader(folder) as reader:
+        got = list(reader)
+    assert len(got) == 3 and got[0].data.shape == (3, 37, 65)
+    for frame, path in zip(got, list_images(folder), strict=True):
+        ours = frame.data.permute(1, 2, 0).double().numpy() * 255
+        assert abs(ours - decode_rgb(path)[0]).mean() <= 1.5, path.name

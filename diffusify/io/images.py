@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageSequenceReader", "ImageSequenceWriter", "list_images", "probe_images"]
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".bmp")
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _DIGITS = re.compile(r"(\d+)")
 
@@ -46,7 +46,7 @@ def list_images(pattern_or_dir: str | os.PathLike[str]) -> list[Path]:
     """The files of an image sequence, in natural order.
 
     Args:
-        pattern_or_dir: a folder (every PNG/TIFF in it), a glob (``shots/*.png``) or a printf pattern
+        pattern_or_dir: a folder (every PNG, TIFF, JPEG, WebP or BMP in it), a glob (``shots/*.png``) or a printf pattern
             (``frames/img_%05d.tif``).
 
     Returns:

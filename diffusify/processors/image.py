@@ -1,4 +1,4 @@
-"""Image sequences: ``image.read`` (PNG/TIFF sequence source) and ``image.write`` (PNG/TIFF sequence sink)."""
+"""Image sequences: ``image.read`` (PNG/TIFF/JPEG/WebP/BMP sequence source) and ``image.write`` (PNG/TIFF sequence sink)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ImageReadParams(Params):
 
 
 class ImageRead(Processor):
-    """Read a PNG/TIFF image sequence (sorted by name) as RGB frames.
+    """Read a PNG, TIFF, JPEG, WebP or BMP image sequence (sorted by name) as RGB frames.
 
     Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device; 16-bit images keep their precision; gray and RGBA are
     converted to RGB. Every image must have the first image's size.
