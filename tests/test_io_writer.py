@@ -357,6 +357,15 @@ def test_file_names_ffmpeg_would_misread(tmp_path: Path, monkeypatch: pytest.Mon
     assert sorted(p.name for p in (tmp_path / "-frames").iterdir()) == ["-f_00.png", "-f_01.png"]
 
 
+def test_avi_refuses_variable_frame_rate(tmp_path: Path) -> None:
+    # AVI has a rate, not per-frame times: it would move the frames silently
+    with pytest.raises(MediaError, match=r"AVI stores a constant frame rate only.*use .mkv or .mp4"):
+        VideoWriter(tmp_path / "v.avi", StreamInfo(64, 48, vfr=True), use_timestamps=True)
+    with VideoWriter(tmp_path / "c.avi", StreamInfo(64, 48)) as writer:
+        write_all(writer, noise_frames(3))
+    assert count_decodable_frames(tmp_path / "c.avi") == 3
+
+
 def test_overwrite_and_same_path_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "exists.mkv"
     out.write_bytes(b"precious")

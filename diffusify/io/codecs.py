@@ -138,12 +138,13 @@ def size_problem(codec: str, pix_fmt: str, width: int, height: int) -> str | Non
     )
 
 
-def container_problem(codec: str, suffix: str) -> tuple[str, str] | None:
-    """Why a file with extension ``suffix`` cannot hold ``codec``, None when it can.
+def container_problem(codec: str, suffix: str, *, vfr: bool = False) -> tuple[str, str] | None:
+    """Why a file with extension ``suffix`` cannot hold ``codec`` (or a variable frame rate), None when it can.
 
     Args:
         codec: the encoder.
         suffix: the output file's extension, with its dot.
+        vfr: the stream has variable frame rate timestamps to keep.
 
     Returns:
         ``(what is wrong: "path" or "codec", message naming the fix)``, or None.
@@ -154,6 +155,8 @@ def container_problem(codec: str, suffix: str) -> tuple[str, str] | None:
     preset = CODEC_PRESETS.get(codec)
     if preset is not None and preset.containers is not None and suffix not in preset.containers:
         return "codec", f"{codec} cannot be stored in a {suffix} file (use {', '.join(sorted(preset.containers))})"
+    if vfr and suffix == ".avi":
+        return "path", "AVI stores a constant frame rate only, and this stream has variable frame timestamps; use .mkv or .mp4"
     return None
 
 

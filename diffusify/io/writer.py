@@ -128,7 +128,7 @@ class VideoWriter:
         self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
-        problem = container_problem(codec, suffix)
+        problem = container_problem(codec, suffix, vfr=use_timestamps)
         if problem is not None:
             raise MediaError(f"{self.path}: {problem[1]}")
         self._suffix = suffix

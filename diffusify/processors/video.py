@@ -142,11 +142,10 @@ class VideoWrite(Processor):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
         from diffusify.io.codecs import container_problem, default_pix_fmt, size_problem
 
-        wrong = container_problem(params.codec, os.path.splitext(params.path)[1])
+        wrong = container_problem(params.codec, os.path.splitext(params.path)[1], vfr=bool(stream and stream.vfr))
         if wrong is not None:
             raise StreamError(wrong[1], param=wrong[0])
         if stream is not None:
-
             pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth)
             problem = size_problem(params.codec, pix_fmt, stream.width, stream.height)
             if problem is not None:
