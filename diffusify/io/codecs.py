@@ -6,12 +6,15 @@ get before anything runs.
 
 from __future__ import annotations
 
+import difflib
+import sys
 from dataclasses import dataclass
 
 from diffusify.graph.stream import ColorInfo
+from diffusify.io.ffmpeg import encoder_pix_fmts
 from diffusify.io.formats import chroma_block
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "size_problem"]
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "pix_fmt_problem", "preset_problem", "size_problem"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class CodecPreset:
         software: the software encoder of the same format, suggested when the hardware is missing.
         whole_chroma: the encoder only takes frame sizes made of whole chroma blocks (an even width and height
             for 4:2:0); others pad odd sizes themselves.
+        presets: the values ``preset`` may take, None when it is not checked here.
     """
 
     pix_fmt: str
@@ -46,15 +50,30 @@ class CodecPreset:
     hardware: bool = False
     software: str | None = None
     whole_chroma: bool = False
+    presets: tuple[str, ...] | None = None
 
 
 _NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
 _NOT_WEBM = frozenset({".mkv", ".mp4", ".mov", ".avi"})
 
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+_NVENC_PRESETS = (
+    *(f"p{i}" for i in range(1, 8)),
+    "default", "slow", "medium", "fast", "hp", "hq", "bd", "ll", "llhq", "llhp", "lossless", "losslesshp",
+)  # fmt: skip
+
 CODEC_PRESETS: dict[str, CodecPreset] = {
-    "libx264": CodecPreset("yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM, whole_chroma=True),
-    "libx265": CodecPreset("yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM, whole_chroma=True),
-    "libsvtav1": CodecPreset("yuv420p", "yuv420p10le", "-crf", 30, "-preset", None),
+    "libx264": CodecPreset(
+        "yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM, whole_chroma=True,
+        presets=_X26X_PRESETS,
+    ),
+    "libx265": CodecPreset(
+        "yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM, whole_chroma=True,
+        presets=_X26X_PRESETS,
+    ),
+    "libsvtav1": CodecPreset(
+        "yuv420p", "yuv420p10le", "-crf", 30, "-preset", None, presets=tuple(str(i) for i in range(-2, 14))
+    ),
     "prores_ks": CodecPreset(
         "yuv422p10le",
         "yuv422p10le",
@@ -63,6 +82,7 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
         "-profile:v",
         "hq",
         containers=frozenset({".mov", ".mkv"}),
+        presets=("auto", "proxy", "lt", "standard", "hq", "4444", "4444xq"),
     ),
     "ffv1": CodecPreset(
         "yuv444p",
@@ -72,18 +92,21 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
         None,
         extra_args=("-level", "3", "-g", "1", "-slicecrc", "1"),
         containers=frozenset({".mkv", ".mov", ".avi"}),
+        presets=(),
     ),
     "h264_nvenc": CodecPreset(
         "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
         software="libx264", whole_chroma=True,
+        presets=_NVENC_PRESETS,
     ),
     "hevc_nvenc": CodecPreset(
         "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
         software="libx265", whole_chroma=True,
+        presets=_NVENC_PRESETS,
     ),
     "av1_nvenc": CodecPreset(
         "yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True, software="libsvtav1",
-        whole_chroma=True,
+        whole_chroma=True, presets=_NVENC_PRESETS,
     ),
 }
 
@@ -197,3 +220,36 @@ def hdr10_params(codec: str, color: ColorInfo) -> tuple[str, str] | None:
     else:
         return None
     return (flag, ":".join(keys)) if keys else None
+
+
+def preset_problem(codec: str, preset: str) -> str | None:
+    """Why ``codec`` does not take ``preset``, None when it does (or when this table does not know).
+
+    Args:
+        codec: the encoder.
+        preset: the speed preset (the ProRes profile for prores_ks).
+    """
+    info = CODEC_PRESETS.get(codec)
+    if info is None or info.presets is None or preset in info.presets:
+        return None
+    if not info.presets:
+        return f"{codec} has no presets; remove preset"
+    close = difflib.get_close_matches(preset, info.presets, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{codec} has no preset '{preset}' ({hint}it takes {', '.join(info.presets)})"
+
+
+def pix_fmt_problem(codec: str, pix_fmt: str) -> str | None:
+    """Why ``codec`` cannot encode ``pix_fmt``, None when it can (or when the bundled ffmpeg does not say).
+
+    Args:
+        codec: the encoder.
+        pix_fmt: the output pixel format.
+    """
+    formats = encoder_pix_fmts(codec)
+    native = pix_fmt + ("le" if sys.byteorder == "little" else "be")  # ffmpeg's alias: yuv420p10 for yuv420p10le
+    if formats is None or pix_fmt in formats or native in formats:
+        return None
+    close = difflib.get_close_matches(pix_fmt, sorted(formats), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{codec} cannot encode {pix_fmt} ({hint}it takes {', '.join(sorted(formats))})"

@@ -100,6 +100,21 @@ def encoder_failure(codec: str) -> str | None:
 
 
 @functools.cache
+def encoder_pix_fmts(codec: str) -> frozenset[str] | None:
+    """Pixel formats an encoder of the bundled ffmpeg takes, None when ffmpeg does not list them.
+
+    Args:
+        codec: the encoder.
+
+    Returns:
+        The format names, queried once per encoder and process.
+    """
+    proc = run_ffmpeg(["-h", f"encoder={codec}"], check=False)
+    match = re.search(r"Supported pixel formats:([^\n]*)", proc.stdout.decode("utf-8", "replace"))
+    return frozenset(match.group(1).split()) if match else None
+
+
+@functools.cache
 def available_filters() -> frozenset[str]:
     """Names of the filters the bundled ffmpeg was built with (``scale``, ``zscale``...).
 

@@ -28,6 +28,8 @@ from diffusify.io.codecs import (
     container_problem,
     default_pix_fmt,
     hdr10_params,
+    pix_fmt_problem,
+    preset_problem,
     size_problem,
 )
 from diffusify.io.errors import MediaError
@@ -141,9 +143,13 @@ class VideoWriter:
         if not stream.fps or stream.fps <= 0:
             raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
         self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
-        problem = size_problem(codec, self.pix_fmt, stream.width, stream.height)
-        if problem is not None:
-            raise MediaError(f"{self.path}: {problem}")
+        for problem in (
+            preset_problem(codec, preset) if preset is not None else None,
+            pix_fmt_problem(codec, self.pix_fmt),
+            size_problem(codec, self.pix_fmt, stream.width, stream.height),
+        ):
+            if problem is not None:
+                raise MediaError(f"{self.path}: {problem}")
         self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
         self._packer = PlanePacker(self._high)
         self._in_fmt = planar_rgb_format(self._high)
