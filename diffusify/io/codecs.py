@@ -14,7 +14,7 @@ from diffusify.graph.stream import ColorInfo
 from diffusify.io.ffmpeg import encoder_pix_fmts
 from diffusify.io.formats import chroma_block
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "pix_fmt_problem", "preset_problem", "size_problem"]
+__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "pix_fmt_problem", "preset_problem", "quality_problem", "size_problem"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class CodecPreset:
         whole_chroma: the encoder only takes frame sizes made of whole chroma blocks (an even width and height
             for 4:2:0); others pad odd sizes themselves.
         presets: the values ``preset`` may take, None when it is not checked here.
+        quality_range: the lowest and highest ``crf`` the encoder takes, None when it is not checked here.
     """
 
     pix_fmt: str
@@ -51,6 +52,7 @@ class CodecPreset:
     software: str | None = None
     whole_chroma: bool = False
     presets: tuple[str, ...] | None = None
+    quality_range: tuple[int, int] | None = None
 
 
 _NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
@@ -65,14 +67,15 @@ _NVENC_PRESETS = (
 CODEC_PRESETS: dict[str, CodecPreset] = {
     "libx264": CodecPreset(
         "yuv420p", "yuv420p10le", "-crf", 18, "-preset", None, containers=_NOT_WEBM, whole_chroma=True,
-        presets=_X26X_PRESETS,
+        presets=_X26X_PRESETS, quality_range=(0, 51),
     ),
     "libx265": CodecPreset(
         "yuv420p", "yuv420p10le", "-crf", 20, "-preset", None, containers=_NOT_WEBM, whole_chroma=True,
-        presets=_X26X_PRESETS,
+        presets=_X26X_PRESETS, quality_range=(0, 51),
     ),
     "libsvtav1": CodecPreset(
-        "yuv420p", "yuv420p10le", "-crf", 30, "-preset", None, presets=tuple(str(i) for i in range(-2, 14))
+        "yuv420p", "yuv420p10le", "-crf", 30, "-preset", None, presets=tuple(str(i) for i in range(-2, 14)),
+        quality_range=(0, 63),
     ),
     "prores_ks": CodecPreset(
         "yuv422p10le",
@@ -97,16 +100,16 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
     "h264_nvenc": CodecPreset(
         "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
         software="libx264", whole_chroma=True,
-        presets=_NVENC_PRESETS,
+        presets=_NVENC_PRESETS, quality_range=(0, 51),
     ),
     "hevc_nvenc": CodecPreset(
         "yuv420p", "p010le", "-cq", 21, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
         software="libx265", whole_chroma=True,
-        presets=_NVENC_PRESETS,
+        presets=_NVENC_PRESETS, quality_range=(0, 51),
     ),
     "av1_nvenc": CodecPreset(
         "yuv420p", "p010le", "-cq", 30, "-preset", "p5", _NVENC_QUALITY, hardware=True, software="libsvtav1",
-        whole_chroma=True, presets=_NVENC_PRESETS,
+        whole_chroma=True, presets=_NVENC_PRESETS, quality_range=(0, 51),
     ),
 }
 
@@ -253,3 +256,17 @@ def pix_fmt_problem(codec: str, pix_fmt: str) -> str | None:
     close = difflib.get_close_matches(pix_fmt, sorted(formats), n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return f"{codec} cannot encode {pix_fmt} ({hint}it takes {', '.join(sorted(formats))})"
+
+
+def quality_problem(codec: str, crf: int) -> str | None:
+    """Why ``codec`` does not take constant quality ``crf``, None when it does (or when this table does not know).
+
+    Args:
+        codec: the encoder.
+        crf: the constant-quality value.
+    """
+    info = CODEC_PRESETS.get(codec)
+    if info is None or info.quality_range is None:
+        return None
+    low, high = info.quality_range
+    return None if low <= crf <= high else f"{codec} takes crf {low} to {high} (got {crf}; lower is better quality)"

@@ -30,6 +30,7 @@ from diffusify.io.codecs import (
     hdr10_params,
     pix_fmt_problem,
     preset_problem,
+    quality_problem,
     size_problem,
 )
 from diffusify.io.errors import MediaError
@@ -145,6 +146,7 @@ class VideoWriter:
         self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
         for problem in (
             preset_problem(codec, preset) if preset is not None else None,
+            quality_problem(codec, crf) if crf is not None else None,
             pix_fmt_problem(codec, self.pix_fmt),
             size_problem(codec, self.pix_fmt, stream.width, stream.height),
         ):

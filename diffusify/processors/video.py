@@ -145,6 +145,7 @@ class VideoWrite(Processor):
             default_pix_fmt,
             pix_fmt_problem,
             preset_problem,
+            quality_problem,
             size_problem,
         )
 
@@ -153,6 +154,8 @@ class VideoWrite(Processor):
             raise StreamError(wrong[1], param=wrong[0])
         if params.preset is not None and (problem := preset_problem(params.codec, params.preset)):
             raise StreamError(problem, param="preset")
+        if params.crf is not None and (problem := quality_problem(params.codec, params.crf)):
+            raise StreamError(problem, param="crf")
         if params.pix_fmt is not None and (problem := pix_fmt_problem(params.codec, params.pix_fmt)):
             raise StreamError(problem, param="pix_fmt")
         if stream is not None:
