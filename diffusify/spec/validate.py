@@ -262,6 +262,7 @@ class RecipeValidator:
         all_ids = [str(k) for k in nodes_raw]
         result.order = check_graph(recipe, classes, all_ids, c, self.referenced)
         self._paths(recipe, classes)
+        self._copy_sources(recipe, classes)
         if self.check_streams and result.order:
             self._streams(recipe, classes, result)
         result.problems = sort_problems(c.problems)
@@ -539,6 +540,18 @@ class RecipeValidator:
         return True
 
     # ---- files -----------------------------------------------------------------------------------------------
+    def _copy_sources(self, recipe: Recipe, classes: Mapping[str, type[Processor]]) -> None:
+        """A writer left to pick the source of its audio and subtitles, in a graph with several, copies none."""
+        kinds = {nid: cls.type_name for nid, cls in classes.items() if nid in recipe.nodes}
+        sources = [nid for nid, kind in kinds.items() if kind == "video.read"]
+        if len(sources) < 2:
+            return
+        for nid, node in recipe.nodes.items():
+            if kinds.get(nid) == "video.write" and getattr(node.params, "copy_streams_from", "") is None:
+                self.c.warn(("nodes", nid, "type"), f"copies no audio, subtitles or chapters: the graph reads "
+                            f"{len(sources)} videos ({', '.join(sources)}); set copy_streams_from to one of "
+                            "them, or to none")
+
     def _paths(self, recipe: Recipe, classes: Mapping[str, type[Processor]]) -> None:
         reads: dict[str, str] = {}
         writes: dict[str, str] = {}
