@@ -43,7 +43,6 @@ def ffmpeg_exe() -> str:
         raise MediaError(f"ffmpeg: imageio-ffmpeg has no usable binary: {exc}") from exc
 
 
-@functools.cache
 def file_arg(path: str | os.PathLike[str]) -> str:
     """A file name as ffmpeg must be given it: absolute, under the ``file:`` protocol.
 
@@ -59,6 +58,7 @@ def file_arg(path: str | os.PathLike[str]) -> str:
     return "file:" + os.path.abspath(os.fspath(path))
 
 
+@functools.cache
 def available_encoders() -> frozenset[str]:
     """Names of the encoders the bundled ffmpeg was built with (``libx264``, ``ffv1``...).
 

@@ -24,7 +24,6 @@ from diffusify.runtime.frame import Frame
 __all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "deinterlace_filter", "planes_to_tensor"]
 
 
-
 def deinterlace_filter(info: MediaInfo, mode: str) -> str | None:
     """The deinterlacing filter a reader puts first (see :class:`VideoReader`'s ``deinterlace``), None for none."""
     if mode == "on" or (mode == "auto" and info.field_order is not None):

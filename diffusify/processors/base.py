@@ -255,4 +255,3 @@ def _on_device(frames: Mapping[str, Frame], dev: torch.device) -> dict[str, Fram
     the processor's kernels); a copy back to the CPU waits for its data, since the CPU reads it at once."""
     return {p: f if f.data.device == dev else f.with_data(f.data.to(dev, non_blocking=dev.type == "cuda"))
             for p, f in frames.items()}
-
