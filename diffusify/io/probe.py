@@ -58,9 +58,9 @@ _CHAPTER = re.compile(r"^\s*Chapter #\d+:\d+: ")
 _ROTATION = re.compile(r"^\s+(?:Display Matrix|displaymatrix): rotation of (?P<degrees>-?[\d.]+) degrees", re.I)
 _METADATA_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<key>\w[\w ]*?)\s*: (?P<value>.*)$")
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
-# The showinfo filter's line for a frame (any, or the first), with its pts in the stream's time base (with -copyts).
-_SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+\s+pts:\s*(-?\d+)")
-SHOWINFO_FIRST_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*0\s+pts:\s*(-?\d+)")
+# The showinfo filter's line for a frame, with its pts in the stream's time base (with -copyts); the first match
+# in a log is the first frame's.
+SHOWINFO_PTS = re.compile(r"Parsed_showinfo_\d+ @ [^\]]*\] n:\s*\d+\s+pts:\s*(-?\d+)")
 # How ffmpeg prints interlaced field order, and its -field_order names.
 _FIELD_ORDERS = (("top first", "tt"), ("bottom first", "bb"), ("top coded first", "tb"), ("bottom coded first", "bt"))
 _FIELD_WORDS = ("progressive", "top first", "bottom first", "top coded first", "bottom coded first")
@@ -227,22 +227,21 @@ def _probe_uncached(p: Path, shown: str) -> MediaInfo:
         video_index, rest = video_line
         parsed = _parse_video(rest)
         video_codec, pix_fmt, field_order = parsed.codec, parsed.pix_fmt, parsed.field_order
-        color = parsed.color
-        if pix_fmt and pix_fmt_bit_depth(pix_fmt) > 8 and not (is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt)):
-            # High bit depth may be HDR: its mastering metadata travels with the frames, and some files tag
-            # primaries and transfer only in the bitstream.
-            color = _frame_color(p, color)
         time_base, packets = _parse_framecrc(proc.stdout.decode("ascii", "replace"))
         ticks, last_duration = _presentation_ticks(packets)
+        # High bit depth may be HDR: its mastering metadata travels with the frames, and some files tag primaries
+        # and transfer only in the bitstream.
+        deep = bool(pix_fmt) and pix_fmt_bit_depth(pix_fmt) > 8 and not (is_rgb_pix_fmt(pix_fmt) or is_gray_pix_fmt(pix_fmt))
+        # A cut made at an open-GOP keyframe (x265's default; `ffmpeg -ss -c copy` makes them) starts with pictures
+        # that refer to the GOP before: decoders drop them, and the demuxer's times for them are missing, repeated
+        # or earlier than the keyframe's. The decoder knows which frames come out.
         suspect = _suspect_head(packets) if ticks else 0
-        if suspect:
-            # A cut made at an open-GOP keyframe (x265's default; `ffmpeg -ss -c copy` makes them) starts with
-            # pictures that refer to the GOP before: decoders drop them, and the demuxer's times for them are
-            # missing, repeated or earlier than the keyframe's. The decoder knows which frames come out: take
-            # the times of the head from a decode of it, and the rest from the packets.
-            head = _decoded_ticks(p, suspect + 32)
-            if head:
-                ticks = head + [t for t in ticks if t > head[-1]]
+        decoded = _decode_head(p, suspect + 32 if suspect else 1) if suspect or deep else ""
+        color = _frame_color(decoded, parsed.color) if deep else parsed.color
+        head = [int(m.group(1)) for m in SHOWINFO_PTS.finditer(decoded)] if suspect else []
+        if head:
+            # the head's times from the decode, the rest from the packets
+            ticks = head + [t for t in ticks if t > head[-1]]
         if ticks and time_base:
             video_start = ticks[0] * time_base
             timestamps = tuple(
@@ -468,10 +467,9 @@ _MASTERING = re.compile(
 _LIGHT = re.compile(r"side data - Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)")
 
 
-def _frame_color(path: Path, color: ColorInfo) -> ColorInfo:
-    """Fill in what the first decoded frame says about colour: tags the container lacks, HDR10 metadata."""
-    args = ["-v", "info", "-i", file_arg(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"]
-    log = run_ffmpeg(args, check=False).stderr.decode("utf-8", "replace")
+def _frame_color(log: str, color: ColorInfo) -> ColorInfo:
+    """Fill in what the first decoded frame says about colour (from :func:`_decode_head`'s log): tags the
+    container lacks, HDR10 metadata."""
     if m := _FRAME_COLOR.search(log):
         rng, matrix, primaries, transfer = (_known(v) for v in m.groups())
         color = dataclasses.replace(
@@ -549,11 +547,10 @@ def _suspect_head(packets: list[tuple[int, int, int]]) -> int:
     return end
 
 
-def _decoded_ticks(path: Path, frames: int) -> list[int]:
-    """Timestamps of the first ``frames`` frames the decoder outputs, in time-base ticks."""
+def _decode_head(path: Path, frames: int) -> str:
+    """ffmpeg's showinfo log of the first ``frames`` frames the decoder outputs (stored timestamps kept)."""
     args = ["-v", "info", "-copyts", "-i", file_arg(path), "-map", "0:V:0", "-vf", "showinfo", "-frames:v", str(frames)]
-    proc = run_ffmpeg([*args, "-f", "null", "-"], check=False)
-    return [int(m.group(1)) for m in _SHOWINFO_PTS.finditer(proc.stderr.decode("utf-8", "replace"))]
+    return run_ffmpeg([*args, "-f", "null", "-"], check=False).stderr.decode("utf-8", "replace")
 
 
 def _presentation_ticks(packets: list[tuple[int, int, int]]) -> tuple[list[int], int | None]:

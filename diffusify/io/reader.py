@@ -18,7 +18,7 @@ from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg
 from diffusify.io.formats import planar_rgb_format, to_rgb_filter
-from diffusify.io.probe import SHOWINFO_FIRST_PTS, MediaInfo
+from diffusify.io.probe import SHOWINFO_PTS, MediaInfo
 from diffusify.runtime.frame import Frame
 
 __all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "deinterlace_filter", "planes_to_tensor"]
@@ -338,11 +338,11 @@ class VideoReader:
         # The showinfo branch may run just after the frame reached the pipe; give it a moment.
         deadline = time.monotonic() + (10.0 if produced else 0.0)
         while True:
-            match = SHOWINFO_FIRST_PTS.search(proc.log())
+            match = SHOWINFO_PTS.search(proc.log())
             if match:
                 return int(match.group(1))
             if time.monotonic() >= deadline or proc.proc.poll() is not None:
-                match = SHOWINFO_FIRST_PTS.search(proc.log())
+                match = SHOWINFO_PTS.search(proc.log())
                 return int(match.group(1)) if match else None
             time.sleep(0.002)
 
