@@ -58,6 +58,31 @@ def file_arg(path: str | os.PathLike[str]) -> str:
     return "file:" + os.path.abspath(os.fspath(path))
 
 
+def prepare_output(path: str | os.PathLike[str], *, folder: bool = False) -> None:
+    """Create the folder an output goes into and make sure it can be written now: ffmpeg would only fail on it
+    once the first frames arrive.
+
+    Args:
+        path: the output file, or with ``folder`` the folder of an image sequence.
+        folder: ``path`` is a folder.
+
+    Raises:
+        MediaError: it cannot be written, with the system's reason.
+    """
+    target = os.fspath(path)
+    try:
+        os.makedirs(target if folder else os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        if folder or os.path.exists(target):
+            if not os.access(target, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        else:
+            with open(target, "xb"):
+                pass
+            os.unlink(target)
+    except OSError as exc:
+        raise MediaError(f"{target}: cannot write here ({exc.strerror or exc}); choose a folder you can write to") from None
+
+
 @functools.cache
 def available_encoders() -> frozenset[str]:
     """Names of the encoders the bundled ffmpeg was built with (``libx264``, ``ffv1``...).

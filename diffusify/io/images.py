@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from diffusify.graph.stream import StreamInfo
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess, file_arg
+from diffusify.io.ffmpeg import FFmpegProcess, file_arg, prepare_output
 from diffusify.io.probe import probe
 
 if TYPE_CHECKING:
@@ -325,14 +325,7 @@ class ImageSequenceWriter:
                     f"{folder}: already holds {len(taken)} images named like {pattern.name}; "
                     "pass --overwrite to replace them"
                 )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder, os.W_OK):
-                raise PermissionError(13, "Permission denied")
-        except OSError as exc:
-            raise MediaError(
-                f"{folder}: cannot write here ({exc.strerror or exc}); choose a folder you can write to"
-            ) from None
+        prepare_output(folder, folder=True)
         self._high = bit_depth == 16
         self._frames = 0
         self._size: tuple[int, int] | None = (stream.width, stream.height) if stream is not None else None

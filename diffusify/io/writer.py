@@ -34,7 +34,7 @@ from diffusify.io.codecs import (
     size_problem,
 )
 from diffusify.io.errors import MediaError
-from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg
+from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
@@ -167,7 +167,7 @@ class VideoWriter:
             args = self._command(
                 preset_info, crf, bitrate, preset, list(extra_args), copy_from, copy_range, overwrite
             )
-            self._check_writable()
+            prepare_output(self.path)
             self._proc = FFmpegProcess(args, stdin_pipe=True)
         except BaseException:
             self._remove_scratch()
@@ -212,21 +212,6 @@ class VideoWriter:
             raise MediaError(f"{self.path}: is a folder; give a file name with an extension")
         if self.path.exists() and not overwrite:
             raise MediaError(f"{self.path}: already exists; pass --overwrite to replace it")
-
-    def _check_writable(self) -> None:
-        """Create the folder and try the file now: ffmpeg would only fail on it once frames arrive."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                with open(self.path, "xb"):
-                    pass
-                self.path.unlink()
-            elif not os.access(self.path, os.W_OK):
-                raise PermissionError(13, "Permission denied")
-        except OSError as exc:
-            raise MediaError(
-                f"{self.path}: cannot write here ({exc.strerror or exc}); choose a folder you can write to"
-            ) from None
 
     def _color_args(self) -> tuple[list[str], list[str]]:
         """Filters that convert planar RGB to the output format, and the output's colour tag options."""
