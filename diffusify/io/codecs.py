@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from diffusify.graph.stream import ColorInfo
 from diffusify.io.ffmpeg import encoder_pix_fmts
 from diffusify.io.formats import chroma_block
 
-__all__ = ["CODEC_PRESETS", "CONTAINERS", "CodecPreset", "container_problem", "default_pix_fmt", "hdr10_params", "pix_fmt_problem", "preset_problem", "quality_problem", "size_problem"]
+__all__ = [
+    "CODEC_PRESETS",
+    "CONTAINERS",
+    "CodecPreset",
+    "closest",
+    "container_problem",
+    "default_pix_fmt",
+    "hdr10_params",
+    "pix_fmt_problem",
+    "preset_problem",
+    "quality_problem",
+    "size_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,12 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
 CONTAINERS: dict[str, str] = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
 CONTAINERS[".webm"] = "webm"
 
+
+
+def closest(value: str, choices: Sequence[str]) -> str:
+    """``did you mean 'x'? `` for the closest of ``choices``, or an empty string (for messages about settings)."""
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def default_pix_fmt(codec: str, bit_depth: int) -> str:
@@ -237,9 +256,7 @@ def preset_problem(codec: str, preset: str) -> str | None:
         return None
     if not info.presets:
         return f"{codec} has no presets; remove preset"
-    close = difflib.get_close_matches(preset, info.presets, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"{codec} has no preset '{preset}' ({hint}it takes {', '.join(info.presets)})"
+    return f"{codec} has no preset '{preset}' ({closest(preset, info.presets)}it takes {', '.join(info.presets)})"
 
 
 def pix_fmt_problem(codec: str, pix_fmt: str) -> str | None:
@@ -253,9 +270,7 @@ def pix_fmt_problem(codec: str, pix_fmt: str) -> str | None:
     native = pix_fmt + ("le" if sys.byteorder == "little" else "be")  # ffmpeg's alias: yuv420p10 for yuv420p10le
     if formats is None or pix_fmt in formats or native in formats:
         return None
-    close = difflib.get_close_matches(pix_fmt, sorted(formats), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"{codec} cannot encode {pix_fmt} ({hint}it takes {', '.join(sorted(formats))})"
+    return f"{codec} cannot encode {pix_fmt} ({closest(pix_fmt, sorted(formats))}it takes {', '.join(sorted(formats))})"
 
 
 def quality_problem(codec: str, crf: int) -> str | None:

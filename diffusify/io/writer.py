@@ -10,7 +10,6 @@ EOF on its stdin and finalises the container with the frames it received: the ou
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from diffusify.io.codecs import (
     CODEC_PRESETS,
     CONTAINERS,
     CodecPreset,
+    closest,
     container_problem,
     default_pix_fmt,
     hdr10_params,
@@ -181,10 +181,8 @@ class VideoWriter:
         encoders = available_encoders()
         if codec not in encoders:
             known = sorted(set(CODEC_PRESETS) & encoders)
-            close = difflib.get_close_matches(codec, sorted(encoders), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
             raise MediaError(
-                f"{self.path}: encoder '{codec}' is not available in the bundled ffmpeg ({hint}"
+                f"{self.path}: encoder '{codec}' is not available in the bundled ffmpeg ({closest(codec, sorted(encoders))}"
                 f"presets: {', '.join(known)})"
             )
         preset_info = CODEC_PRESETS.get(codec)
