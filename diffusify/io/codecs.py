@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from diffusify.graph.stream import ColorInfo
+from diffusify.graph.stream import ColorInfo, StreamInfo
 from diffusify.io.ffmpeg import encoder_pix_fmts
 from diffusify.io.formats import chroma_block
 
@@ -27,6 +27,7 @@ __all__ = [
     "preset_problem",
     "quality_problem",
     "size_problem",
+    "writer_problem",
 ]
 
 
@@ -285,3 +286,43 @@ def quality_problem(codec: str, crf: int) -> str | None:
         return None
     low, high = info.quality_range
     return None if low <= crf <= high else f"{codec} takes crf {low} to {high} (got {crf}; lower is better quality)"
+
+
+def writer_problem(
+    codec: str,
+    suffix: str,
+    *,
+    pix_fmt: str | None,
+    preset: str | None,
+    crf: int | None,
+    stream: StreamInfo | None,
+    vfr: bool,
+) -> tuple[str, str] | None:
+    """The first problem with a video writer's settings: what validation reports and the writer refuses.
+
+    Args:
+        codec: the encoder.
+        suffix: the output file's extension, with its dot.
+        pix_fmt: the pixel format asked for, None for the codec's default.
+        preset: the preset asked for, if any.
+        crf: the constant quality asked for, if any.
+        stream: the stream to write, None when not known yet (its size is then not checked).
+        vfr: its frames keep their own timestamps.
+
+    Returns:
+        ``(the parameter it is about, message naming the fix)``, or None.
+    """
+    wrong = container_problem(codec, suffix, vfr=vfr)
+    if wrong is not None:
+        return wrong
+    if preset is not None and (problem := preset_problem(codec, preset)):
+        return "preset", problem
+    if crf is not None and (problem := quality_problem(codec, crf)):
+        return "crf", problem
+    if pix_fmt is not None and (problem := pix_fmt_problem(codec, pix_fmt)):
+        return "pix_fmt", problem
+    if stream is not None:
+        chosen = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
+        if problem := size_problem(codec, chosen, stream.width, stream.height):
+            return ("pix_fmt" if pix_fmt else "codec"), problem
+    return None

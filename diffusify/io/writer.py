@@ -25,13 +25,9 @@ from diffusify.io.codecs import (
     CONTAINERS,
     CodecPreset,
     closest,
-    container_problem,
     default_pix_fmt,
     hdr10_params,
-    pix_fmt_problem,
-    preset_problem,
-    quality_problem,
-    size_problem,
+    writer_problem,
 )
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
@@ -131,7 +127,8 @@ class VideoWriter:
         self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
-        problem = container_problem(codec, suffix, vfr=use_timestamps)
+        problem = writer_problem(codec, suffix, pix_fmt=pix_fmt, preset=preset, crf=crf, stream=stream,
+                                 vfr=use_timestamps)
         if problem is not None:
             raise MediaError(f"{self.path}: {problem[1]}")
         self._suffix = suffix
@@ -144,14 +141,6 @@ class VideoWriter:
         if not stream.fps or stream.fps <= 0:
             raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
         self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
-        for problem in (
-            preset_problem(codec, preset) if preset is not None else None,
-            quality_problem(codec, crf) if crf is not None else None,
-            pix_fmt_problem(codec, self.pix_fmt),
-            size_problem(codec, self.pix_fmt, stream.width, stream.height),
-        ):
-            if problem is not None:
-                raise MediaError(f"{self.path}: {problem}")
         self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
         self._packer = PlanePacker(self._high)
         self._in_fmt = planar_rgb_format(self._high)

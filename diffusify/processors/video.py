@@ -140,29 +140,12 @@ class VideoWrite(Processor):
         stream = inputs.get("input")
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
-        from diffusify.io.codecs import (
-            container_problem,
-            default_pix_fmt,
-            pix_fmt_problem,
-            preset_problem,
-            quality_problem,
-            size_problem,
-        )
+        from diffusify.io.codecs import writer_problem
 
-        wrong = container_problem(params.codec, os.path.splitext(params.path)[1], vfr=bool(stream and stream.vfr))
-        if wrong is not None:
-            raise StreamError(wrong[1], param=wrong[0])
-        if params.preset is not None and (problem := preset_problem(params.codec, params.preset)):
-            raise StreamError(problem, param="preset")
-        if params.crf is not None and (problem := quality_problem(params.codec, params.crf)):
-            raise StreamError(problem, param="crf")
-        if params.pix_fmt is not None and (problem := pix_fmt_problem(params.codec, params.pix_fmt)):
-            raise StreamError(problem, param="pix_fmt")
-        if stream is not None:
-            pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth)
-            problem = size_problem(params.codec, pix_fmt, stream.width, stream.height)
-            if problem is not None:
-                raise StreamError(problem, param="pix_fmt" if params.pix_fmt else "codec")
+        problem = writer_problem(params.codec, os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
+                                 preset=params.preset, crf=params.crf, stream=stream, vfr=bool(stream and stream.vfr))
+        if problem is not None:
+            raise StreamError(problem[1], param=problem[0])
         return None
 
     @classmethod
