@@ -53,7 +53,7 @@ def one(tmp: Path, size: str, params: dict, replicas: int, codec: str | None, fr
                  replicas: {replicas}}}
           out: {sink}
     """))
-    s = run(str(recipe), overwrite=True, handle_signals=False)
+    s = run(str(recipe), overwrite=True)
     # steady state: from the first frame at the sink to the last (model loading, warm-up and compiling excluded)
     steady = s["wall_seconds"] - (s["first_frame_seconds"] or 0.0)
     return (s["frames"] - 1) / steady if steady > 0 else s["fps"]

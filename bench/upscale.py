@@ -73,7 +73,7 @@ def node(frames: int, device: str) -> None:
     data = decoded(frames)
     base = hand_loop(data, device)
     with tempfile.TemporaryDirectory() as d:
-        s = run(_recipe(Path(d), frames, ", tile: none, border: 0", device), overwrite=True, handle_signals=False)
+        s = run(_recipe(Path(d), frames, ", tile: none, border: 0", device), overwrite=True)
     up = next(n for n in s["nodes"] if n["id"] == "up")
     node_fps = up["frames"] / up["busy_seconds"]
     print(f"node: hand-written loop {frames / base:.2f} fps; upscale.spandrel inside diffusify run "
@@ -88,7 +88,7 @@ def default(frames: int, device: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         s = run(str(ROOT / "pipelines" / "upscale_denoise.yaml"), output=str(Path(d) / "o.mkv"),
-                devices=[device], handle_signals=False)
+                devices=[device])
         wall = time.perf_counter() - t0
     print(f"default: model-only {base:.2f} s for {total} frames; pipelines/upscale_denoise.yaml end to end "
           f"{wall:.2f} s (engine wall {s['wall_seconds']:.2f} s)")
@@ -96,7 +96,7 @@ def default(frames: int, device: str) -> None:
 
 
 def tiling(frames: int, device: str) -> None:
-    from diffusify.graph.stream import StreamInfo
+    from diffusify.core.stream import StreamInfo
     from diffusify.processors.base import PlanContext
     from diffusify.processors.spandrel import UpscaleSpandrel
 

@@ -5,38 +5,60 @@ The public API is what this module exports; everything else is internal. Importi
 
 from __future__ import annotations
 
-from diffusify.errors import DiffusifyError, Interrupted, PipelineError, RecipeError, UsageError
-from diffusify.graph.stream import ColorInfo, StreamInfo
-from diffusify.pipeline import check, plan, run, validate
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError, Temporal
+from diffusify.api import check, plan, run, start, validate
+from diffusify.core.errors import DiffusifyError, Interrupted, PipelineError, RecipeError, UsageError
+from diffusify.core.frame import Frame, Window
+from diffusify.core.problems import Problem
+from diffusify.core.stream import ColorInfo, Origin, StreamInfo
+from diffusify.processors.base import (
+    Params,
+    PlanContext,
+    Port,
+    Processor,
+    Resources,
+    RunOptions,
+    Segment,
+    SinkResult,
+    StreamError,
+    Temporal,
+)
 from diffusify.processors.registry import Registry, default_registry
 from diffusify.runtime.events import JsonEvents, ProgressDisplay
-from diffusify.spec.problems import Problem
+from diffusify.runtime.handle import Run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ColorInfo",
     "DiffusifyError",
+    "Frame",
     "Interrupted",
     "JsonEvents",
+    "Origin",
     "Params",
     "PipelineError",
     "PlanContext",
+    "Port",
     "Problem",
     "Processor",
     "ProgressDisplay",
     "RecipeError",
     "Registry",
     "Resources",
+    "Run",
+    "RunOptions",
+    "Segment",
+    "SinkResult",
     "StreamError",
     "StreamInfo",
     "Temporal",
+    "Window",
     "UsageError",
     "__version__",
     "check",
     "default_registry",
     "plan",
     "run",
+    "start",
     "validate",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from diffusify.errors import DiffusifyError, Interrupted, PipelineError, RecipeError
+from diffusify.core.errors import DiffusifyError, Interrupted, PipelineError, RecipeError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _STANDALONE = False  # set by main(): this process is the command, not a host calling it
@@ -70,25 +70,31 @@ def cli() -> None:
 def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ...], device: str | None,
         dry_run: bool, json_events: bool, overwrite: bool, max_frames: int | None, quiet: bool) -> None:
     """Run RECIPE. Validates first; Ctrl-C stops cleanly (outputs stay playable)."""
-    from diffusify import pipeline
+    from diffusify import api
     from diffusify.runtime.events import JsonEvents, ProgressDisplay
 
     overrides = _parse_sets(sets)
+    # In the command's own process, signals are recorded from here on and acted on at safe points: never as an
+    # exception raised inside an import or a model load. A host calling the command in-process keeps its own.
+    signals = _Signals() if _STANDALONE else None
     try:
+        plan, v = api.plan(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
+                           max_frames=max_frames, overwrite=overwrite)
         if dry_run:
-            plan, v = pipeline.plan(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
-                                    max_frames=max_frames, overwrite=overwrite)
             _print_problems(v.warnings)
             if json_events:
                 click.echo(json.dumps({"event": "plan", **plan.to_json()}))
             else:
                 click.echo("\n".join(plan.describe()))
             return
+        if signals is not None and signals.count:
+            raise KeyboardInterrupt
         hooks = [JsonEvents(sys.stdout)] if json_events else [ProgressDisplay(sys.stderr, quiet=quiet)]
-        if _STANDALONE:  # a host calling the command in-process keeps its own signal handling
-            hooks.insert(0, _LateSignals().hook)
-        pipeline.run(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
-                     max_frames=max_frames, overwrite=overwrite, hooks=hooks)
+        _reuse_heap()
+        handle = api.launch(plan, warnings=v.warnings, hooks=hooks)
+        if signals is not None:
+            signals.attach(handle)
+        handle.result()
     except KeyboardInterrupt:
         message = "interrupted before the run started; nothing was written"
         if json_events:
@@ -119,7 +125,7 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(recipes: tuple[str, ...], fmt: str, strict: bool) -> None:
     """Check RECIPES: every problem, as file:line:col: path: message. Exit 2 on any error."""
-    from diffusify.pipeline import validate as validate_all
+    from diffusify.api import validate as validate_all
 
     problems = validate_all(recipes)
     errors = [p for p in problems if p.severity == "error" or strict]
@@ -144,8 +150,8 @@ def validate(recipes: tuple[str, ...], fmt: str, strict: bool) -> None:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a param (repeatable).")
 def graph(recipe: str, fmt: str, input_: str | None, output: str | None, sets: tuple[str, ...]) -> None:
     """Print the resolved DAG of RECIPE with the stream info of every node."""
+    from diffusify.api import check
     from diffusify.graph import render
-    from diffusify.pipeline import check
 
     v = check(recipe, input=input_, output=output, set=_parse_sets(sets))
     _print_problems(v.problems)
@@ -189,33 +195,60 @@ def processors(name: str | None, fmt: str) -> None:
 @cli.command()
 def schema() -> None:
     """Print the recipe JSON Schema (for yaml-language-server and other editors)."""
-    from diffusify.spec.schema import schema_json
+    from diffusify.recipe.schema import schema_json
 
     click.echo(schema_json(), nl=False)
 
 
-class _LateSignals:
-    """SIGINT/SIGTERM outside the engine's own handling: before the run starts they stop the command (exit 130);
-    once it has started they are ignored until the process exits.
-
-    The engine handles signals while it runs and restores the previous handlers when it returns. A second Ctrl-C
-    that lands just after a drained run has finished would otherwise raise KeyboardInterrupt while the outputs are
-    already final, and the process would die from the signal instead of exiting 130 with its message."""
+class _Signals:
+    """SIGINT/SIGTERM for the ``run`` command: the first stops the run gracefully (drain, finalise), the second
+    at once. A signal before the run exists is only counted, and the command stops at its next safe point with
+    exit 130; a handler never raises, so no signal can land as an exception inside an import or a model load.
+    Handlers stay installed until the process exits: a second Ctrl-C just after a drained run has finished
+    changes nothing."""
 
     def __init__(self) -> None:
         import signal
 
-        self.started = False
+        self.count = 0
+        self.name = ""
+        self._run: Any = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handler)
 
-    def hook(self, *, event: str, **_: object) -> None:
-        if event == "start":
-            self.started = True
+    def attach(self, run: Any) -> None:
+        self._run = run
+        if self.count:
+            run.cancel(now=self.count > 1, reason=self.name)
 
-    def _handler(self, _signum: int, _frame: object) -> None:
-        if not self.started:
-            raise KeyboardInterrupt
+    def _handler(self, signum: int, _frame: object) -> None:
+        import signal
+
+        self.count += 1
+        self.name = signal.Signals(signum).name
+        if self._run is not None:
+            self._run.cancel(now=self.count > 1, reason=self.name)
+
+
+def _reuse_heap() -> None:
+    """Keep freed frame buffers in the process heap (glibc) instead of returning them to the kernel.
+
+    Every frame allocates tens of megabytes; glibc serves such blocks with mmap by default, so each frame pays
+    for fresh page faults on every buffer it touches (measured: most of the system time of a 1080p run).
+    Queues bound the number of live frames, so the heap stays bounded too. A process-wide setting: the command
+    makes it, never the library."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum
+        libc.mallopt(m_trim_threshold, 1 << 30)
+        libc.mallopt(m_top_pad, 64 << 20)
+    except (OSError, AttributeError):
+        pass
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from diffusify import run
+from diffusify.api import plan
 from diffusify.io.reader import VideoReader
-from diffusify.pipeline import plan
 from tests._media import count_decodable_frames, make_clip
 from tests.conftest import ROOT, CollectSink
 

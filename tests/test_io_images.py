@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffusify.core.frame import Frame
 from diffusify.io import ImageSequenceReader, ImageSequenceWriter, MediaError, list_images, probe_images
-from diffusify.runtime.frame import Frame
 from tests._media import ffmpeg
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusify.graph.stream import ColorInfo
+from diffusify.core.stream import ColorInfo
 from diffusify.io import MediaError, available_encoders, probe
 from diffusify.io.formats import pix_fmt_bit_depth
 from tests._media import ffmpeg, make_av_clip, make_clip
@@ -95,7 +95,7 @@ def test_ten_bit_hdr_tags(tmp_path: Path) -> None:
 def test_field_order_and_the_woven_fields_warning(
     tmp_path: Path, name: str, codec: str, extra: tuple[str, ...], expected: str | None, first: str | None
 ) -> None:
-    from diffusify.spec.validate import validate_text
+    from diffusify.graph.validate import validate_text
 
     clip = make_clip(tmp_path / name, size="64x48", frames=4, codec=codec, extra=extra)
     assert probe(clip).field_order == expected

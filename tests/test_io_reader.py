@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.frame import Frame
+from diffusify.core.stream import StreamInfo
 from diffusify.io import MediaError, MediaInfo, VideoReader, VideoWriter, probe
 from diffusify.io.ffmpeg import run_ffmpeg
 from diffusify.io.formats import to_rgb_filter
-from diffusify.runtime.frame import Frame
 from tests._media import count_decodable_frames, decode_planes, decode_rgb, ffmpeg, make_clip
 
 SCALE_NAME = {"smpte170m": "smpte170m", "bt709": "bt709"}

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.frame import Frame
+from diffusify.core.stream import StreamInfo
 from diffusify.io import ImageSequenceWriter, MediaError, VideoReader, VideoWriter, probe
 from diffusify.io.ffmpeg import run_ffmpeg
 from diffusify.io.reader import PlanePacker
-from diffusify.runtime.frame import Frame
 from tests._media import count_decodable_frames, make_av_clip, make_clip, stream_span
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -438,9 +438,9 @@ KILLED_WRITER = """
 import sys, time
 from fractions import Fraction
 import torch
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import StreamInfo
 from diffusify.io.writer import VideoWriter
-from diffusify.runtime.frame import Frame
+from diffusify.core.frame import Frame
 
 path, use_ts = sys.argv[1], sys.argv[2] == "1"
 writer = VideoWriter(path, StreamInfo(64, 48, fps=Fraction(25)), preset="ultrafast", use_timestamps=use_ts)

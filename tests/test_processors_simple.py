@@ -1,7 +1,7 @@
 """The simple nodes' values against independent float64 references: color, crop, resize, stack, blend, diff, mask.
 
 Each processor is built the way the engine builds it (params model, stream info from ``infer_stream``) and fed
-frames through ``process``, which also checks that the shared input is left untouched."""
+frames through ``push``, which also checks that the shared input is left untouched."""
 
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ from typing import Any
 import pytest
 import torch
 
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import PlanContext, Processor
+from diffusify.core.frame import Frame
+from diffusify.processors.base import Processor
 from diffusify.processors.color import Color
 from diffusify.processors.compose import Blend, Diff, MaskComposite, Stack
 from diffusify.processors.geometry import Crop, Resize
-from diffusify.runtime.frame import Frame
+from tests._helpers import make_processor, push_one, stream_of
 
 
 def _run(cls: type[Processor], params: dict[str, Any], **inputs: torch.Tensor) -> torch.Tensor:
-    streams = {port: StreamInfo(width=t.shape[-1], height=t.shape[-2], channels=t.shape[0]) for port, t in inputs.items()}
-    p = cls.Params(**params)
-    proc = cls("n", p, inputs=streams, output=cls.infer_stream(p, streams, PlanContext()), device="cpu")
+    proc = make_processor(cls, params, streams={port: stream_of(t) for port, t in inputs.items()})
     before = {port: t.clone() for port, t in inputs.items()}
-    out = proc.process({port: Frame(7, Fraction(7, 25), t) for port, t in inputs.items()})
+    out = push_one(proc, {port: Frame(7, Fraction(7, 25), t) for port, t in inputs.items()})
     for port, t in inputs.items():
         assert torch.equal(t, before[port]), f"{cls.type_name} wrote into its shared input '{port}'"
     assert out.index == 7 and out.pts == Fraction(7, 25)

@@ -24,7 +24,7 @@ def test_linear_pipeline_keeps_order_and_values(registry, write_recipe):
           bright: {type: color, input: src, with: {brightness: 0.1}}
           out: {type: test.collect, input: bright}
     """)
-    summary = run(path, registry=registry, handle_signals=False)
+    summary = run(path, registry=registry)
     frames = _frames("collected")
     assert [f.index for f in frames] == list(range(12))
     assert summary["frames"] == 12
@@ -45,7 +45,7 @@ def test_diamond_with_replicas_restores_order(registry, write_recipe):
           out: {type: test.collect, input: mix}
           raw: {type: test.collect, input: slow, with: {name: raw}}
     """)
-    summary = run(path, registry=registry, handle_signals=False)
+    summary = run(path, registry=registry)
     assert [f.index for f in _frames("collected")] == list(range(30))
     assert [f.index for f in _frames("raw")] == list(range(30))
     slow = next(n for n in summary["nodes"] if n["id"] == "slow")
@@ -60,7 +60,7 @@ def test_fan_out_shares_the_frame_without_copy(registry, write_recipe):
           a: {type: test.collect, input: src, with: {name: a}}
           b: {type: test.collect, input: src, with: {name: b}}
     """)
-    run(path, registry=registry, handle_signals=False)
+    run(path, registry=registry)
     assert all(x.data is y.data for x, y in zip(_frames("a"), _frames("b"), strict=False))
 
 
@@ -79,11 +79,11 @@ def test_backpressure_bounds_the_queue(registry, write_recipe):
         if event == "progress":
             peaks.append(max(n["queue_frames"] for n in f["nodes"]))
 
-    from diffusify.pipeline import plan as make_plan
+    from diffusify.api import plan as make_plan
     from diffusify.runtime.engine import Engine
 
     p, _ = make_plan(path, registry=registry)
-    engine = Engine(p, hooks=[hook], handle_signals=False, progress_interval=0.02)
+    engine = Engine(p, hooks=[hook], progress_interval=0.02)
     engine.run()
     assert max(q.peak_frames for st in engine.states.values() for q in st.queues.values()) <= 3
     assert peaks and max(peaks) <= 3
@@ -97,7 +97,7 @@ def test_byte_budget_admits_one_oversized_frame(registry, write_recipe):
           src: {type: pattern, with: {width: 64, height: 64, frames: 5}}
           out: {type: test.collect, input: src}
     """)
-    run(path, registry=registry, handle_signals=False)
+    run(path, registry=registry)
     assert len(_frames("collected")) == 5
 
 
@@ -117,7 +117,7 @@ def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, wr
     before = threading.active_count()
     t0 = time.monotonic()
     with pytest.raises(PipelineError) as info:
-        run(path, registry=registry, handle_signals=False)
+        run(path, registry=registry)
     assert time.monotonic() - t0 < 5
     err = info.value
     assert (err.node, err.node_type, err.frame) == ("slow", "test.slow", 7)
@@ -133,11 +133,11 @@ def test_failing_processor_names_node_type_and_frame_and_stops_fast(registry, wr
 
 def test_stop_drains_in_flight_frames(registry, write_recipe):
     path = _chain(write_recipe, frames=100000, slow="ms: 2")
-    from diffusify.pipeline import plan as make_plan
+    from diffusify.api import plan as make_plan
     from diffusify.runtime.engine import Engine
 
     p, _ = make_plan(path, registry=registry)
-    engine = Engine(p, handle_signals=False)
+    engine = Engine(p)
     threading.Timer(0.3, engine.stop).start()
     summary = engine.run()
     frames = _frames("collected")
@@ -148,12 +148,12 @@ def test_stop_drains_in_flight_frames(registry, write_recipe):
 
 def test_progress_says_which_nodes_still_set_up(registry, write_recipe):
     path = _chain(write_recipe, frames=100, slow="ms: 3, setup_ms: 400")
-    from diffusify.pipeline import plan as make_plan
+    from diffusify.api import plan as make_plan
     from diffusify.runtime.engine import Engine
 
     events: list[dict] = []
     p, _ = make_plan(path, registry=registry)
-    summary = Engine(p, hooks=[lambda **e: events.append(e)], handle_signals=False, progress_interval=0.05).run()
+    summary = Engine(p, hooks=[lambda **e: events.append(e)], progress_interval=0.05).run()
     ready = [{n["id"]: n["ready"] for n in e["nodes"]} for e in events if e["event"] == "progress"]
     assert {"src": True, "slow": False, "out": True} in ready  # while its "model" loads
     assert ready[-1] == {"src": True, "slow": True, "out": True}  # 100 frames x 3 ms after it
@@ -169,7 +169,7 @@ def test_overlap_hides_source_and_sink_behind_compute(registry, write_recipe):
           slow: {type: test.slow, input: src, with: {ms: 10}}
           out: {type: test.collect, input: slow}
     """)
-    summary = run(path, registry=registry, handle_signals=False)
+    summary = run(path, registry=registry)
     slow = next(n for n in summary["nodes"] if n["id"] == "slow")
     assert summary["bottleneck"] == "slow"
     assert slow["busy_share"] > 0.5

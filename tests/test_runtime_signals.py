@@ -141,7 +141,7 @@ nodes:
 """)
     t0 = time.monotonic()
     with pytest.raises(PipelineError) as info:
-        run(str(recipe), registry=registry, handle_signals=False)
+        run(str(recipe), registry=registry)
     assert time.monotonic() - t0 < 10
     assert (info.value.node, info.value.frame) == ("bad", 40)
     written = info.value.summary["outputs"][0]["frames"]
@@ -173,12 +173,12 @@ nodes:
 def test_interrupt_before_the_run_starts_exits_130_with_an_event(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from diffusify import cli, pipeline
+    from diffusify import api, cli
 
     def interrupted(*_args, **_kwargs):
-        raise KeyboardInterrupt  # Ctrl-C while validating or probing, before the engine owns the signals
+        raise KeyboardInterrupt  # Ctrl-C while validating or probing, in a host that keeps Python's handler
 
-    monkeypatch.setattr(pipeline, "run", interrupted)
+    monkeypatch.setattr(api, "plan", interrupted)
     recipe, out = _endless_recipe(tmp_path)
     result = CliRunner().invoke(cli.cli, ["run", str(recipe), "--json-events"])
     assert result.exit_code == 130

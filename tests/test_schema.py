@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from diffusify.processors.registry import default_registry
-from diffusify.spec.schema import build_schema, schema_json
+from diffusify.recipe.schema import build_schema, schema_json
 from tests.conftest import ROOT
 
 RECIPES = sorted((ROOT / "pipelines").glob("*.yaml"))

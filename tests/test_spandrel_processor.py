@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from diffusify import run
+from diffusify.graph.validate import validate_file
 from diffusify.processors.spandrel import OutOfMemory, UpscaleSpandrel, load_descriptor
-from diffusify.spec.validate import validate_file
+from tests._helpers import save_model, tiny_compact, tiny_esrgan, tiny_span
 from tests.conftest import ROOT, CollectSink
 
 BUNDLED = ROOT / "weights" / "realesr-animevideov3-x2.safetensors"
@@ -19,33 +19,18 @@ SAMPLE = ROOT / "examples" / "media" / "sample.png"
 
 
 def _compact(tmp_path: Path, scale: int = 2, name: str = "compact.safetensors") -> Path:
-    from spandrel.architectures.Compact import Compact as SRVGGNetCompact
-
     torch.manual_seed(1)
-    net = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale)
-    path = tmp_path / name
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
+    return save_model(tiny_compact(scale), tmp_path / name)
 
 
 def _esrgan(tmp_path: Path) -> Path:
-    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
-
     torch.manual_seed(2)
-    net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
-    path = tmp_path / "esrgan.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return save_model(tiny_esrgan(4), tmp_path / "esrgan.pth")
 
 
 def _span(tmp_path: Path) -> Path:
-    from spandrel.architectures.SPAN import SPAN
-
     torch.manual_seed(3)
-    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
-    path = tmp_path / "span.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
+    return save_model(tiny_span(2), tmp_path / "span.safetensors")
 
 
 def _recipe(write_recipe, model: Path, extra: str = "", size: str = "width: 40, height: 24") -> str:
@@ -65,7 +50,7 @@ def test_random_models_run_through_the_users_path(tmp_path, registry, write_reci
     v = validate_file(path, registry=registry)
     assert v.ok, v.problems
     assert (v.streams["up"].width, v.streams["up"].height) == (40 * scale, 24 * scale)
-    run(path, registry=registry, handle_signals=False)
+    run(path, registry=registry)
     frames = CollectSink.results["collected"]
     assert len(frames) == 3
     desc = load_descriptor(str(model), "cpu")
@@ -93,7 +78,7 @@ def test_merge_with_upscaled_branch_is_a_plan_time_error(tmp_path, registry, wri
 
 def test_batch_and_replicas_match_single_frame_output(tmp_path, registry, write_recipe):
     model = _compact(tmp_path)
-    run(_recipe(write_recipe, model, ", tile: none"), registry=registry, handle_signals=False)
+    run(_recipe(write_recipe, model, ", tile: none"), registry=registry)
     single = [f.data for f in CollectSink.results["collected"]]
     path = write_recipe(
         f"""
@@ -105,7 +90,7 @@ def test_batch_and_replicas_match_single_frame_output(tmp_path, registry, write_
     """,
         name="batched.yaml",
     )
-    run(path, registry=registry, handle_signals=False)
+    run(path, registry=registry)
     batched = [f.data for f in CollectSink.results["collected"]]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, batched, strict=False))
 
@@ -123,7 +108,7 @@ def _load_png(path: Path) -> torch.Tensor:
 
 
 def _processor(model: Path, stream_w: int, stream_h: int, **params) -> UpscaleSpandrel:
-    from diffusify.graph.stream import StreamInfo
+    from diffusify.core.stream import StreamInfo
     from diffusify.processors.base import PlanContext
 
     p = UpscaleSpandrel.Params(model=str(model), **params)

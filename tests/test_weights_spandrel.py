@@ -8,32 +8,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from spandrel import ModelLoader
-from spandrel.architectures.Compact import Compact
-from spandrel.architectures.ESRGAN import ESRGAN
-from spandrel.architectures.SPAN import SPAN
 
+from tests._helpers import TINY_MODELS, save_model
 
-def _compact(scale: int) -> torch.nn.Module:
-    return Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale)
-
-
-def _esrgan(scale: int) -> torch.nn.Module:
-    return ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale)
-
-
-def _span(scale: int) -> torch.nn.Module:
-    return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=scale)
-
-
-BUILDERS = {"Compact": _compact, "ESRGAN": _esrgan, "SPAN": _span}
+BUILDERS = TINY_MODELS
 
 
 def _save(net: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path)
+    save_model(net, path)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

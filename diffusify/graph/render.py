@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from diffusify.spec.validate import Validated
+from diffusify.graph.validate import Validated
 
 
 def _label(v: Validated, nid: str) -> str:

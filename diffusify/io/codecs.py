@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from diffusify.graph.stream import ColorInfo, StreamInfo
+from diffusify.core.stream import ColorInfo, StreamInfo
 from diffusify.io.ffmpeg import encoder_pix_fmts
 from diffusify.io.formats import chroma_block
 

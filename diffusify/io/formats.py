@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 
-from diffusify.graph.stream import ColorInfo
+from diffusify.core.stream import ColorInfo
 from diffusify.io.ffmpeg import available_filters
 
 # Exact rounding and chroma interpolation on every pixel instead of swscale's fast paths.

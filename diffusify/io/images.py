@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg, prepare_output
 from diffusify.io.probe import probe
@@ -27,8 +27,8 @@ from diffusify.io.probe import probe
 if TYPE_CHECKING:
     import torch
 
+    from diffusify.core.frame import Frame
     from diffusify.io.writer import WriteResult
-    from diffusify.runtime.frame import Frame
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageSequenceReader", "ImageSequenceWriter", "list_images", "probe_images"]
 
@@ -223,8 +223,8 @@ class ImageSequenceReader:
         return self._proc
 
     def __next__(self) -> Frame:
+        from diffusify.core.frame import Frame
         from diffusify.io.reader import planes_to_tensor
-        from diffusify.runtime.frame import Frame
 
         if self._next >= len(self.files):
             self.close()

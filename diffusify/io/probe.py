@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from diffusify.graph.stream import ColorInfo, StreamInfo
+from diffusify.core.stream import ColorInfo, StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import file_arg, last_lines, run_ffmpeg
 from diffusify.io.formats import is_gray_pix_fmt, is_rgb_pix_fmt, pix_fmt_bit_depth

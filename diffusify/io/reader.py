@@ -14,12 +14,12 @@ from typing import Any, BinaryIO
 
 import torch
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.frame import Frame
+from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg
 from diffusify.io.formats import planar_rgb_format, to_rgb_filter
 from diffusify.io.probe import SHOWINFO_PTS, MediaInfo
-from diffusify.runtime.frame import Frame
 
 __all__ = ["FrameBuffer", "PlanePacker", "VideoReader", "deinterlace_filter", "planes_to_tensor"]
 
@@ -160,7 +160,7 @@ class PlanePacker:
 
 
 class VideoReader:
-    """Iterate over the frames of a video file as :class:`~diffusify.runtime.frame.Frame` objects.
+    """Iterate over the frames of a video file as :class:`~diffusify.core.frame.Frame` objects.
 
     Each frame's ``data`` is a float32 ``(3, H, W)`` RGB tensor in [0, 1] on ``device``; ``index`` counts from
     0 at ``start``; ``pts`` is the source presentation time minus that of frame ``start`` (so the first frame

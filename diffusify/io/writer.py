@@ -19,7 +19,8 @@ from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.frame import Frame
+from diffusify.core.stream import StreamInfo
 from diffusify.io.codecs import (
     CODEC_PRESETS,
     CONTAINERS,
@@ -36,7 +37,6 @@ from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.probe import MediaInfo, MediaStream, probe
 from diffusify.io.reader import PlanePacker
 from diffusify.io.subtitles import TEXT_CODECS, cut_text_subtitles
-from diffusify.runtime.frame import Frame
 
 __all__ = ["VideoWriter", "WriteResult"]
 

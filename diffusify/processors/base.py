@@ -13,20 +13,19 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.frame import Frame, Window
+from diffusify.core.stream import StreamInfo
 
 if TYPE_CHECKING:
     import threading
 
     import torch
-
-    from diffusify.runtime.frame import Frame
 
 
 def parse_fps(value: str | int | float) -> Fraction:
@@ -64,9 +63,23 @@ class NoParams(Params):
 class Temporal(str, enum.Enum):
     """How a processor depends on other frames."""
 
-    FRAME = "frame"  # each output frame depends on the same-index input frame(s) only: parallel, replicable
-    WINDOW = "window"  # needs `window` frames before/after: ordered, runs as one replica
-    ORDERED = "ordered"  # stateful, sees every frame in order: one replica
+    FRAME = "frame"  # each output depends on one input frame set only: parallel, replicable
+    WINDOW = "window"  # needs `window` neighbours, gathered by the framework: each window is independent,
+    # so a window processor is replicable too
+    ORDERED = "ordered"  # stateful, sees every frame in order (and may hold frames until ``flush``): one replica
+
+
+@dataclass(frozen=True)
+class Port:
+    """An input port.
+
+    Attributes:
+        name: the port's name (``input`` for single-port processors).
+        kind: what it takes: ``video`` (RGB frames), ``mask`` (1-channel frames in [0, 1]) or ``any``.
+    """
+
+    name: str
+    kind: str = "video"
 
 
 @dataclass(frozen=True)
@@ -77,11 +90,62 @@ class Resources:
         device: ``any`` (CPU or GPU), ``cpu`` (CPU only) or ``gpu`` (prefers a GPU, runs on CPU slowly).
         max_replicas: upper bound on ``replicas`` (1 for processors that cannot be replicated).
         heavy: True for neural processors (loaded weights, worth a GPU).
+        offload: ``none`` (weights stay on the device), ``model`` (whole sub-models move to the device when
+            used) or ``sequential`` (layer by layer): how much of :meth:`Processor.gpu_memory` stays resident.
+        exclusive: True when the processor must have its GPU to itself (no other node placed on that device).
     """
 
     device: str = "any"
     max_replicas: int | None = None
     heavy: bool = False
+    offload: str = "none"
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A frame range ``[start, end)`` of every source's stream (after its own ``start``/``end``).
+
+    The rule for indices and times: a segment is read as if its sources began at ``start`` and stopped before
+    ``end``. Indices on every edge restart at 0; each frame's ``pts`` is relative to the segment's first frame
+    (as with ``video.read``'s ``start``); ``StreamInfo.origin.start`` says where the segment begins in the file,
+    so writers cut copied audio and subtitles to it and a joiner places the pieces end to end. Temporal nodes
+    see only the segment's frames: an executor that splits a stream gives each segment the context it needs.
+    """
+
+    start: int = 0
+    end: int | None = None
+
+    def clip(self, first: int, stop: int | None) -> tuple[int, int | None]:
+        """The source range ``[first, stop)`` narrowed to this segment."""
+        lo = first + self.start
+        hi = None if self.end is None else first + self.end
+        if stop is not None:
+            hi = stop if hi is None else min(hi, stop)
+            lo = min(lo, stop)
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Run-wide options that reach processors through their constructor.
+
+    Attributes:
+        overwrite: writers replace existing outputs.
+        segment: the frame range of the sources this run reads (None: all of it).
+    """
+
+    overwrite: bool = False
+    segment: Segment | None = None
+
+
+@dataclass
+class SinkResult:
+    """What a sink reports when it finishes: the file it wrote, how many frames, and warnings for the user."""
+
+    path: str | None
+    frames: int
+    warnings: list[str] = field(default_factory=list)
 
 
 class StreamError(Exception):
@@ -97,17 +161,29 @@ class StreamError(Exception):
 
 
 class PlanContext:
-    """What plan-time inference may consult: the recipe's folder (relative paths resolve against the current
-    directory, like the CLI's paths) and the run options that change stream info."""
+    """What plan-time inference may consult: the recipe's folder, the node being planned, and the run options
+    that change stream info (``max_frames``, the segment)."""
 
-    def __init__(self, *, base_dir: str = ".", max_frames: int | None = None, offline: bool = False):
+    def __init__(self, *, base_dir: str = ".", max_frames: int | None = None, offline: bool = False,
+                 segment: Segment | None = None, node: str = ""):
         self.base_dir = base_dir
         self.max_frames = max_frames
         self.offline = offline
+        self.segment = segment
+        self.node = node
         self.warnings: list[tuple[str | None, str]] = []
 
     def warn(self, message: str, *, param: str | None = None) -> None:
         self.warnings.append((param, message))
+
+    def source_range(self, start: int, end: int | None) -> tuple[int, int | None]:
+        """A source's frame range ``[start, end)`` narrowed to the run's segment."""
+        return self.segment.clip(start, end) if self.segment else (start, end)
+
+
+Output = Any
+"""What ``_process`` may return: a tensor (one frame like the input), a :class:`Frame`, a list of frames or
+tensors (any number, zero included), or None (no frame)."""
 
 
 class Processor:
@@ -116,26 +192,38 @@ class Processor:
     Class attributes (declarations):
         type_name: the ``type:`` used in recipes, e.g. ``upscale.spandrel``.
         Params: the pydantic parameter model (``extra="forbid"``, every field described).
-        inputs: names of the input ports; ``()`` for sources. A single-port processor takes ``input:``.
+        inputs: the input ports, as names or :class:`Port` (a name is a ``video`` port); ``()`` for sources.
+            A single-port processor takes ``input:``.
+        optional_inputs: ports that may be left unconnected.
         is_sink: True for writers (nodes whose output goes to a file, not to other nodes).
         temporal: see :class:`Temporal`; ``window`` holds (before, after) for ``Temporal.WINDOW``.
         resources: see :class:`Resources`.
+        batching: True when the processor implements ``_process_batch`` and has a ``batch`` parameter.
+        node_refs: parameters that name another node (their streams reach the constructor as ``refs``).
         implemented: False for processors whose parameters are defined so recipes validate, but which a later
             release makes real; running one fails with a clear message before any frame is decoded.
+
+    The filter contract: :meth:`push` takes one input frame set (one frame per port, same index; a
+    :class:`Window` for window processors) and returns any number of output frames, each with its own ``pts``
+    and ``meta``; :meth:`flush` returns what the processor still holds at the end of the stream. Per-frame
+    filters write only ``_process``; the engine numbers what they hand out and keeps the order.
     """
 
     type_name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
-    inputs: ClassVar[tuple[str, ...]] = ("input",)
-    optional_inputs: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[str | Port, ...]] = ("input",)
+    optional_inputs: ClassVar[tuple[str | Port, ...]] = ()
     is_sink: ClassVar[bool] = False
     temporal: ClassVar[Temporal] = Temporal.FRAME
     window: ClassVar[tuple[int, int]] = (0, 0)
     resources: ClassVar[Resources] = Resources()
+    batching: ClassVar[bool] = False
+    node_refs: ClassVar[tuple[str, ...]] = ()
     implemented: ClassVar[bool] = True
 
     def __init__(self, node_id: str, params: BaseModel, *, inputs: Mapping[str, StreamInfo],
-                 output: StreamInfo | None, device: str = "cpu", output_device: str | None = None):
+                 output: StreamInfo | None, device: str = "cpu", output_device: str | None = None,
+                 options: RunOptions | None = None, refs: Mapping[str, StreamInfo | None] | None = None):
         self.node_id = node_id
         self.params = params
         self.input_streams = dict(inputs)
@@ -144,6 +232,8 @@ class Processor:
         # Where a CPU-bound source puts its frames: its consumers' device when they all share one, so decoded
         # bytes cross the bus compact (a 1080p frame: 6 MB of bytes, not 25 MB of floats) and widen there.
         self.output_device = output_device or device
+        self.options = options or RunOptions()
+        self.refs = dict(refs or {})
         self.busy_seconds = 0.0
         self.frames_done = 0
 
@@ -154,12 +244,26 @@ class Processor:
         return (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("``", "") if cls.__doc__ else ""
 
     @classmethod
+    def ports(cls) -> tuple[Port, ...]:
+        """Every input port (required first, then optional), as :class:`Port`."""
+        return tuple(p if isinstance(p, Port) else Port(p) for p in (*cls.inputs, *cls.optional_inputs))
+
+    @classmethod
+    def required_ports(cls) -> tuple[str, ...]:
+        """Names of the ports that must be connected."""
+        return tuple(p.name if isinstance(p, Port) else p for p in cls.inputs)
+
+    @classmethod
+    def port_names(cls) -> tuple[str, ...]:
+        return tuple(p.name for p in cls.ports())
+
+    @classmethod
     def is_source(cls) -> bool:
         return not cls.inputs and not cls.optional_inputs
 
     @classmethod
     def replicable(cls) -> bool:
-        return cls.temporal is Temporal.FRAME and cls.resources.max_replicas != 1 and not cls.is_sink \
+        return cls.temporal is not Temporal.ORDERED and cls.resources.max_replicas != 1 and not cls.is_sink \
             and not cls.is_source()
 
     @classmethod
@@ -178,9 +282,23 @@ class Processor:
         return [], []
 
     @classmethod
+    def existing_outputs(cls, params: Any) -> list[str]:
+        """The outputs this node would replace (refused unless overwrite is allowed). Default: files that exist."""
+        import os
+
+        return [p for p in cls.paths(params)[1] if os.path.exists(p)]
+
+    @classmethod
     def memory_estimate(cls, params: Any, inputs: Mapping[str, StreamInfo], output: StreamInfo | None) -> int:
         """Bytes of working memory per replica beyond the frames on its edges (models, scratch buffers)."""
         return 0
+
+    @classmethod
+    def gpu_memory(cls, params: Any, inputs: Mapping[str, StreamInfo], output: StreamInfo | None) -> int:
+        """Bytes of GPU memory one replica needs when placed on a GPU (weights and activations).
+
+        Default: the working memory estimate. The plan checks that every GPU holds what is placed on it."""
+        return cls.memory_estimate(params, inputs, output)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -190,8 +308,9 @@ class Processor:
         """Release what ``setup`` took. Always called, also after an error."""
 
     # ---- filters ---------------------------------------------------------------------------------------------
-    def process(self, frames: Mapping[str, Frame]) -> Frame:
-        """Run the processor on one frame (one per port, same index) and return the output frame.
+    def push(self, item: Mapping[str, Frame] | Window) -> list[Frame]:
+        """Run the processor on one input frame set (a :class:`Window` for window processors) and return the
+        frames it emits: zero, one or many.
 
         Moves inputs to this replica's device, times the call and checks the output's contract.
         """
@@ -200,32 +319,80 @@ class Processor:
         start = time.perf_counter()
         dev = self._torch_device()
         with torch.inference_mode():
-            out = self._process(_on_device(frames, dev))
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"{type(self).__name__}._process returned {type(out).__name__}, expected a tensor")
-        if out.dim() != 3:
-            raise ValueError(f"output has shape {tuple(out.shape)}, expected (C, H, W)")
-        first = next(iter(frames.values()))
+            if isinstance(item, Window):
+                item = _window_on_device(item, dev)
+                out = self._process_window(item)
+                like = item.center
+            else:
+                item = _on_device(item, dev)
+                out = self._process(item)
+                like = item
+        frames = self._frames_of(out, like)
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += 1
-        return first.with_data(out)
+        return frames
 
-    def process_batch(self, batch: list[Mapping[str, Frame]]) -> list[Frame]:
-        """Run several same-port frame sets in one call when the processor implements ``_process_batch``."""
+    def push_batch(self, items: list[Mapping[str, Frame]]) -> list[list[Frame]]:
+        """Run several frame sets in one call when the processor declares ``batching``; else one by one."""
         import torch
 
-        if len(batch) == 1 or not hasattr(self, "_process_batch"):
-            return [self.process(b) for b in batch]
+        if len(items) == 1 or not self.batching:
+            return [self.push(b) for b in items]
         start = time.perf_counter()
         dev = self._torch_device()
         with torch.inference_mode():
-            outs = self._process_batch([_on_device(b, dev) for b in batch])  # type: ignore[attr-defined]
+            moved = [_on_device(b, dev) for b in items]
+            outs = self._process_batch(moved)
+        if len(outs) != len(items):
+            raise ValueError(f"{type(self).__name__}._process_batch returned {len(outs)} results for "
+                             f"{len(items)} inputs")
+        result = [self._frames_of(o, b) for b, o in zip(moved, outs, strict=True)]
         self.busy_seconds += time.perf_counter() - start
-        self.frames_done += len(batch)
-        return [next(iter(b.values())).with_data(o) for b, o in zip(batch, outs, strict=False)]
+        self.frames_done += len(items)
+        return result
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+    def flush(self) -> list[Frame]:
+        """The frames the processor still holds at the end of its input (called once per replica)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self._flush()
+        return self._frames_of(out, None)
+
+    def _process(self, frames: Mapping[str, Frame]) -> Output:
+        """One frame set (port -> frame) in; a tensor, a :class:`Frame`, a list of them, or None out."""
         raise NotImplementedError(f"{self.type_name} does not run yet")
+
+    def _process_window(self, window: Window) -> Output:
+        """A window processor's step: the frames around one position in, what it emits for that position out."""
+        raise NotImplementedError(f"{self.type_name} declares no window step")
+
+    def _process_batch(self, batch: list[Mapping[str, Frame]]) -> list[Output]:
+        raise NotImplementedError(f"{self.type_name} declares no batch step")
+
+    def _flush(self) -> Output:
+        return None
+
+    def _frames_of(self, out: Output, like: Mapping[str, Frame] | None) -> list[Frame]:
+        """Normalise what a step returned into frames; a bare tensor takes the time and metadata of ``like``."""
+        import torch
+
+        if out is None:
+            return []
+        items = out if isinstance(out, (list, tuple)) else [out]
+        frames: list[Frame] = []
+        for o in items:
+            if isinstance(o, torch.Tensor):
+                if like is None:
+                    raise TypeError(f"{type(self).__name__}: a flush must return Frames (with their times), "
+                                    "not bare tensors")
+                o = next(iter(like.values())).with_data(o)
+            if not isinstance(o, Frame):
+                raise TypeError(f"{type(self).__name__} returned {type(o).__name__}, expected a tensor or a Frame")
+            if o.data.dim() != 3:
+                raise ValueError(f"output has shape {tuple(o.data.shape)}, expected (C, H, W)")
+            frames.append(o)
+        return frames
 
     def _torch_device(self) -> torch.device:
         import torch
@@ -245,9 +412,9 @@ class Processor:
         """Consume one frame (in order)."""
         raise NotImplementedError(f"{self.type_name} does not run yet")
 
-    def finish(self, *, aborted: bool) -> dict[str, Any]:
-        """Finalise the output (also after an error or interrupt). Returns facts for the summary."""
-        return {}
+    def finish(self, *, aborted: bool) -> SinkResult:
+        """Finalise the output (also after an error or interrupt)."""
+        return SinkResult(None, self.frames_done)
 
 
 def _on_device(frames: Mapping[str, Frame], dev: torch.device) -> dict[str, Frame]:
@@ -255,3 +422,14 @@ def _on_device(frames: Mapping[str, Frame], dev: torch.device) -> dict[str, Fram
     the processor's kernels); a copy back to the CPU waits for its data, since the CPU reads it at once."""
     return {p: f if f.data.device == dev else f.with_data(f.data.to(dev, non_blocking=dev.type == "cuda"))
             for p, f in frames.items()}
+
+
+def _window_on_device(window: Window, dev: torch.device) -> Window:
+    """The window with every tensor on ``dev``; a frame repeated at a stream end is moved once."""
+    moved: dict[int, dict[str, Frame]] = {}
+    sets = []
+    for s in window.sets:
+        if id(s) not in moved:
+            moved[id(s)] = _on_device(s, dev)
+        sets.append(moved[id(s)])
+    return Window(tuple(sets), window.before, window.position, window.padded_before, window.padded_after)

@@ -13,7 +13,7 @@ from diffusify.processors.base import Params, Processor
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ from diffusify.processors.base import Params, Processor
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 class ColorParams(Params):

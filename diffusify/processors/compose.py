@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, StreamError
+from diffusify.core.stream import StreamInfo, merged_origin
+from diffusify.processors.base import Params, PlanContext, Port, Processor, StreamError
 
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 def _fps(s: StreamInfo) -> str:
@@ -22,7 +22,8 @@ def _fps(s: StreamInfo) -> str:
 
 
 def check_timing(inputs: Mapping[str, StreamInfo]) -> StreamInfo:
-    """Merged inputs must agree on frame rate and frame count; returns the first input's stream."""
+    """Merged inputs must agree on frame rate and frame count; returns the first input's stream, with the
+    origin they share (None when they come from different files)."""
     (first_port, first), *rest = inputs.items()
     for port, s in rest:
         if s.fps != first.fps:
@@ -31,7 +32,7 @@ def check_timing(inputs: Mapping[str, StreamInfo]) -> StreamInfo:
         if s.frames is not None and first.frames is not None and s.frames != first.frames:
             raise StreamError(f"frame counts differ: {first_port} has {first.frames}, {port} has {s.frames} "
                               "(trim the longer one with start/end on its source)", port=port)
-    return first
+    return first.replace(origin=merged_origin(list(inputs.values())))
 
 
 def check_size(inputs: Mapping[str, StreamInfo]) -> None:
@@ -156,13 +157,13 @@ class MaskCompositeParams(Params):
 class MaskComposite(Processor):
     """Composite ``foreground`` over ``background`` where ``mask`` is 1.
 
-    Ports ``background``, ``foreground``: ``(3, H, W)`` float32; ``mask``: ``(1, H, W)`` float32 in [0, 1]
-    (a 3-channel mask uses its mean). All the same size and index. Output: ``(3, H, W)``.
+    Ports ``background``, ``foreground``: ``(3, H, W)`` float32 video; ``mask``: a mask stream, ``(1, H, W)``
+    float32 in [0, 1] (from ``segment`` or ``mask``). All the same size and index. Output: ``(3, H, W)``.
     """
 
     type_name = "compose.mask"
     Params = MaskCompositeParams
-    inputs = ("background", "foreground", "mask")
+    inputs = (Port("background"), Port("foreground"), Port("mask", "mask"))
 
     @classmethod
     def infer_stream(cls, params: MaskCompositeParams, inputs: Mapping[str, StreamInfo],

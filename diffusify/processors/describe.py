@@ -36,12 +36,15 @@ def describe_json(cls: type[Processor]) -> dict[str, Any]:
         "doc": inspect.cleandoc(cls.__doc__ or ""),
         "implemented": cls.implemented,
         "kind": "source" if cls.is_source() else "sink" if cls.is_sink else "processor",
-        "ports": list(cls.inputs),
+        "ports": [{"name": p.name, "kind": p.kind, "required": p.name in cls.required_ports()}
+                  for p in cls.ports()],
         "temporal": cls.temporal.value,
         "window": list(cls.window),
         "replicable": cls.replicable(),
         "resources": {"device": cls.resources.device, "max_replicas": cls.resources.max_replicas,
-                      "heavy": cls.resources.heavy},
+                      "heavy": cls.resources.heavy, "offload": cls.resources.offload,
+                      "exclusive": cls.resources.exclusive},
+        "batching": cls.batching,
         "params": _params(cls),
     }
 
@@ -50,7 +53,8 @@ def describe(cls: type[Processor]) -> str:
     d = describe_json(cls)
     lines = [f"{d['type']}: {d['summary']}" + ("" if d["implemented"] else "  [not implemented yet]"), ""]
     lines += ["  " + line for line in d["doc"].splitlines()[1:] if line.strip()] or []
-    ports = ", ".join(d["ports"]) or "none (source)"
+    ports = ", ".join(f"{p['name']} ({p['kind']}{'' if p['required'] else ', optional'})"
+                      for p in d["ports"]) or "none (source)"
     lines += ["", f"kind: {d['kind']}", f"ports: {ports}",
               f"temporal: {d['temporal']}" + (f" (window {d['window'][0]} before, {d['window'][1]} after)"
                                                if d["temporal"] == "window" else ""),

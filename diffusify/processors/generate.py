@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import StreamInfo
 from diffusify.processors.base import (
     FrameRate,
     Params,

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, StreamError
+from diffusify.core.stream import StreamInfo
+from diffusify.processors.base import Params, PlanContext, Port, Processor, StreamError
 
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 class ResizeParams(Params):
@@ -61,6 +61,7 @@ class Resize(Processor):
 
     type_name = "resize"
     Params = ResizeParams
+    inputs = (Port("input", "any"),)  # video or mask: the kind goes through
 
     @classmethod
     def infer_stream(cls, params: ResizeParams, inputs: Mapping[str, StreamInfo],
@@ -92,6 +93,7 @@ class Crop(Processor):
 
     type_name = "crop"
     Params = CropParams
+    inputs = (Port("input", "any"),)
 
     @classmethod
     def infer_stream(cls, params: CropParams, inputs: Mapping[str, StreamInfo],

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import Origin, StreamInfo
 from diffusify.processors.base import (
     FrameRate,
     Params,
     PlanContext,
     Processor,
     Resources,
+    SinkResult,
     StreamError,
     Temporal,
     parse_fps,
 )
 
 if TYPE_CHECKING:
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 class ImageReadParams(Params):
@@ -58,10 +59,13 @@ class ImageRead(Processor):
         end = min(params.end, total) if params.end is not None else total
         if params.start >= end:
             raise StreamError(f"start ({params.start}) is past the last image ({end})", param="start")
-        frames = end - params.start
+        first, end = ctx.source_range(params.start, end)
+        if end is not None and first >= end:
+            raise StreamError(f"the segment starts at image {first}, past the last image ({end})", param="start")
+        frames = (end if end is not None else total) - first
         if ctx.max_frames is not None:
             frames = min(frames, ctx.max_frames)
-        return stream.replace(frames=frames)
+        return stream.replace(frames=frames, origin=Origin(ctx.node, params.path, streams=False))
 
     @classmethod
     def paths(cls, params: ImageReadParams) -> tuple[list[str], list[str]]:
@@ -71,8 +75,10 @@ class ImageRead(Processor):
         from diffusify.io.images import ImageSequenceReader
 
         frames = self.output_stream.frames if self.output_stream else None
-        self._reader = ImageSequenceReader(self.params.path, fps=parse_fps(self.params.fps), start=self.params.start,
-                                           end=None if frames is None else self.params.start + frames,
+        segment = self.options.segment
+        first = segment.clip(self.params.start, self.params.end)[0] if segment else self.params.start
+        self._reader = ImageSequenceReader(self.params.path, fps=parse_fps(self.params.fps), start=first,
+                                           end=None if frames is None else first + frames,
                                            device=self.output_device)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
@@ -110,23 +116,28 @@ class ImageWrite(Processor):
     def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:
         return [], [params.path]
 
-    def configure(self, *, overwrite: bool, **_: Any) -> None:
-        self._overwrite = overwrite or self.params.overwrite
+    @classmethod
+    def existing_outputs(cls, params: ImageWriteParams) -> list[str]:
+        """A folder that already holds files (writing into an empty one replaces nothing)."""
+        import os
+
+        return [] if params.overwrite or not (os.path.isdir(params.path) and os.listdir(params.path)) \
+            else [params.path]
 
     def setup(self) -> None:
         from diffusify.io.images import ImageSequenceWriter
 
         self._writer = ImageSequenceWriter(self.params.path, bit_depth=self.params.bit_depth,
                                            format=self.params.format,
-                                           overwrite=getattr(self, "_overwrite", self.params.overwrite))
+                                           overwrite=self.options.overwrite or self.params.overwrite)
 
     def write(self, frame: Frame) -> None:
         self._writer.write(frame)
         self.frames_done += 1
 
-    def finish(self, *, aborted: bool) -> dict[str, Any]:
+    def finish(self, *, aborted: bool) -> SinkResult:
         writer = getattr(self, "_writer", None)
         if writer is None:
-            return {}
+            return SinkResult(None, 0)
         result = writer.close()
-        return {"path": self.params.path, "frames": getattr(result, "frames", self.frames_done)}
+        return SinkResult(self.params.path, getattr(result, "frames", self.frames_done))

@@ -10,8 +10,8 @@ import importlib
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 
+from diffusify.core.problems import did_you_mean
 from diffusify.processors.base import Processor
-from diffusify.spec.problems import did_you_mean
 
 ENTRY_POINT_GROUP = "diffusify.processors"
 
@@ -24,6 +24,7 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
     "diffusify.processors.geometry": ("Resize", "Crop"),
     "diffusify.processors.color": ("Color",),
     "diffusify.processors.compose": ("Stack", "Blend", "Diff", "MaskComposite"),
+    "diffusify.processors.mask": ("Mask",),
     "diffusify.processors.classical": ("Denoise", "Sharpen"),
     "diffusify.processors.spandrel": ("UpscaleSpandrel", "DenoiseSpandrel", "RestoreSpandrel"),
     "diffusify.processors.generate": ("TextToVideo", "ImageToVideo"),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import StreamInfo
 from diffusify.processors.base import Params, PlanContext, Processor, Resources
 
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from diffusify.graph.stream import StreamInfo
+from diffusify.core.stream import StreamInfo
 from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError
 
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 _LOAD_LOCK = threading.Lock()
 _META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
@@ -139,7 +139,7 @@ class SpandrelProcessor(Processor):
 
     Params = SpandrelParams
     resources = Resources(device="gpu", heavy=True)
-    batchable = True
+    batching = True
 
     @classmethod
     def infer_stream(cls, params: SpandrelParams, inputs: Mapping[str, StreamInfo],

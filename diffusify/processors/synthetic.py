@@ -7,18 +7,20 @@ import math
 import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from diffusify.graph.stream import ColorInfo, StreamInfo
+from diffusify.core.stream import ColorInfo, StreamInfo
 from diffusify.processors.base import (
     FrameRate,
     NoParams,
     Params,
     PlanContext,
+    Port,
     Processor,
     Resources,
+    SinkResult,
     Temporal,
     parse_fps,
 )
@@ -26,7 +28,7 @@ from diffusify.processors.base import (
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 
 class PatternParams(Params):
@@ -53,22 +55,27 @@ class TestPattern(Processor):
     @classmethod
     def infer_stream(cls, params: PatternParams, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
-        frames = params.frames if ctx.max_frames is None else min(params.frames, ctx.max_frames)
+        first, stop = ctx.source_range(0, params.frames)
+        frames = (stop or params.frames) - first
+        frames = frames if ctx.max_frames is None else min(frames, ctx.max_frames)
         return StreamInfo(width=params.width, height=params.height, fps=parse_fps(params.fps), frames=frames,
                           color=ColorInfo("bt709", "tv", "bt709", "bt709"))
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         import torch
 
-        from diffusify.runtime.frame import Frame
+        from diffusify.core.frame import Frame
 
         stream = self.output_stream
         assert stream is not None and stream.frames is not None
         device = torch.device(self.output_device)
+        segment = self.options.segment
+        first = segment.clip(0, self.params.frames)[0] if segment else 0
         for i in range(stream.frames):
             if stop.is_set():
                 break
-            yield Frame(i, Fraction(i) / stream.fps, self._draw(i, stream.width, stream.height, device))
+            # drawn as frame `first + i` of the whole pattern; times restart at the segment's first frame
+            yield Frame(i, Fraction(i) / stream.fps, self._draw(first + i, stream.width, stream.height, device))
 
     def _draw(self, i: int, w: int, h: int, device: torch.device) -> torch.Tensor:
         """Frame ``i``, drawn on ``device`` (noise is drawn on the CPU, so every device gets the same values)."""
@@ -105,6 +112,7 @@ class NullSink(Processor):
     is_sink = True
     temporal = Temporal.ORDERED
     resources = Resources(device="any", max_replicas=1)
+    inputs = (Port("input", "any"),)
 
     def write(self, frame: Frame) -> None:
         if frame.data.is_cuda:
@@ -115,5 +123,5 @@ class NullSink(Processor):
             torch.cuda.current_stream(frame.data.device).synchronize()
         self.frames_done += 1
 
-    def finish(self, *, aborted: bool) -> dict[str, Any]:
-        return {"path": None, "frames": self.frames_done}
+    def finish(self, *, aborted: bool) -> SinkResult:
+        return SinkResult(None, self.frames_done)

@@ -10,11 +10,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError, Temporal
+from diffusify.core.stream import Origin, StreamInfo
+from diffusify.processors.base import (
+    Params,
+    PlanContext,
+    Port,
+    Processor,
+    Resources,
+    SinkResult,
+    StreamError,
+    Temporal,
+)
 
 if TYPE_CHECKING:
-    from diffusify.runtime.frame import Frame
+    from diffusify.core.frame import Frame
 
 CODECS = ("libx264", "libx265", "libsvtav1", "prores_ks", "ffv1", "h264_nvenc", "hevc_nvenc", "av1_nvenc")
 
@@ -41,6 +50,19 @@ def _probe(path: str):
         return probe(path)
     except MediaError as e:
         raise StreamError(str(e), param="path") from None
+
+
+def _origin(node: str, path: str, info: Any, first: int, frames: int | None) -> Origin:
+    """Where the frames ``[first, first + frames)`` of ``path`` sit on its video timeline."""
+    ts = info.timestamps
+    fps = info.video.fps if info.video else Fraction(25)
+    total = info.video.frames if info.video else None
+    t0 = ts[first] if ts and first < len(ts) else Fraction(first) / fps
+    stop = None if frames is None else first + frames
+    if stop is None or (total is not None and stop >= total) or (ts and stop >= len(ts)):
+        return Origin(node=node, path=path, start=Fraction(t0) if first else Fraction(0), end=None)
+    t1 = ts[stop] if ts else Fraction(stop) / fps
+    return Origin(node=node, path=path, start=Fraction(t0) if first else Fraction(0), end=Fraction(t1))
 
 
 class VideoRead(Processor):
@@ -70,14 +92,17 @@ class VideoRead(Processor):
             end = min(end, total)
         if end is not None and params.start >= end:
             raise StreamError(f"start ({params.start}) is past the last frame ({end})", param="start")
-        frames = None if end is None else end - params.start
+        first, end = ctx.source_range(params.start, end)
+        if end is not None and first >= end:
+            raise StreamError(f"the segment starts at frame {first}, past the last frame ({end})", param="start")
+        frames = None if end is None else end - first
         if info.field_order is not None and params.deinterlace == "off":
-            first = "top" if info.field_order in ("tt", "bt") else "bottom"  # the field shown first
-            ctx.warn(f"{params.path} is interlaced ({first} field first) and deinterlace is off: its frames go "
+            shown = "top" if info.field_order in ("tt", "bt") else "bottom"  # the field shown first
+            ctx.warn(f"{params.path} is interlaced ({shown} field first) and deinterlace is off: its frames go "
                      "through as woven fields, which resizing and models smear", param="deinterlace")
         if ctx.max_frames is not None:
             frames = ctx.max_frames if frames is None else min(frames, ctx.max_frames)
-        return info.video.replace(frames=frames)
+        return info.video.replace(frames=frames, origin=_origin(ctx.node, params.path, info, first, frames))
 
     @classmethod
     def paths(cls, params: VideoReadParams) -> tuple[list[str], list[str]]:
@@ -89,8 +114,10 @@ class VideoRead(Processor):
 
         self.media = probe(self.params.path)
         frames = self.output_stream.frames if self.output_stream else None
-        end = None if frames is None else self.params.start + frames
-        self._reader = VideoReader(self.params.path, self.media, start=self.params.start, end=end,
+        segment = self.options.segment
+        first = segment.clip(self.params.start, self.params.end)[0] if segment else self.params.start
+        end = None if frames is None else first + frames
+        self._reader = VideoReader(self.params.path, self.media, start=first, end=end,
                                    high_bit_depth=self.params.high_bit_depth, device=self.output_device,
                                    deinterlace=self.params.deinterlace)
 
@@ -133,6 +160,7 @@ class VideoWrite(Processor):
     temporal = Temporal.ORDERED
     resources = Resources(device="cpu", max_replicas=1)
     node_refs = ("copy_streams_from",)
+    inputs = (Port("input", "any"),)
 
     @classmethod
     def infer_stream(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
@@ -152,34 +180,41 @@ class VideoWrite(Processor):
     def paths(cls, params: VideoWriteParams) -> tuple[list[str], list[str]]:
         return [], [params.path]
 
-    def configure(self, *, copy_from: str | None, copy_range: tuple[Fraction, Fraction | None] | None,
-                  use_timestamps: bool, overwrite: bool) -> None:
-        """Set by the engine before ``setup``: where streams are copied from and how times are kept."""
-        self._copy_from = copy_from
-        self._copy_range = copy_range
-        self._use_timestamps = use_timestamps
-        self._overwrite = overwrite or self.params.overwrite
+    @classmethod
+    def copy_origin(cls, params: VideoWriteParams, stream: StreamInfo | None,
+                    refs: Mapping[str, StreamInfo | None]) -> Origin | None:
+        """The file (and span of it) whose audio, subtitles and chapters are copied: the one named by
+        ``copy_streams_from``, else the one the input's frames come from."""
+        if params.copy_streams_from == "none":
+            return None
+        if params.copy_streams_from is not None:
+            ref = refs.get("copy_streams_from")
+            return ref.origin if ref is not None else None
+        return stream.origin if stream is not None else None
 
     def setup(self) -> None:
         from diffusify.io.probe import probe
         from diffusify.io.writer import VideoWriter
 
-        copy_from = getattr(self, "_copy_from", None)
+        stream = self.input_streams["input"]
+        origin = self.copy_origin(self.params, stream, self.refs)
+        if origin is not None and not origin.streams:
+            origin = None
         p = self.params
         self._writer = VideoWriter(
-            p.path, self.input_streams["input"], codec=p.codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
-            pix_fmt=p.pix_fmt, extra_args=list(p.extra_args), copy_from=probe(copy_from) if copy_from else None,
-            copy_range=getattr(self, "_copy_range", None), use_timestamps=getattr(self, "_use_timestamps", False),
-            overwrite=getattr(self, "_overwrite", p.overwrite),
+            p.path, stream, codec=p.codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
+            pix_fmt=p.pix_fmt, extra_args=list(p.extra_args), copy_from=probe(origin.path) if origin else None,
+            copy_range=origin.span if origin else None, use_timestamps=stream.vfr,
+            overwrite=self.options.overwrite or p.overwrite,
         )
 
     def write(self, frame: Frame) -> None:
         self._writer.write(frame)
         self.frames_done += 1
 
-    def finish(self, *, aborted: bool) -> dict[str, Any]:
+    def finish(self, *, aborted: bool) -> SinkResult:
         writer = getattr(self, "_writer", None)
         if writer is None:
-            return {}
+            return SinkResult(None, 0)
         result = writer.abort() if aborted else writer.close()
-        return {"path": self.params.path, "frames": result.frames, "warnings": list(result.warnings)}
+        return SinkResult(self.params.path, result.frames, list(result.warnings))

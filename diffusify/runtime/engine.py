@@ -1,19 +1,25 @@
-"""The streaming runtime: one thread per node replica, bounded queues on every edge, first error wins.
+"""The local executor: one thread per node replica, bounded queues on every edge, first error wins.
 
 Frames flow from sources to sinks through :class:`~diffusify.runtime.queues.EdgeQueue` objects owned by the
 consumer (one per input port). A fan-out puts the same frame object in each consumer's queue (no copy). Merges
-read one frame from each port and check that the indices agree. Replicas of a frame-parallel node share the
-node's input queues; a reorder buffer restores frame order before their output moves on.
+read one frame from each port and check that the indices agree.
 
-Stopping: :meth:`Engine.stop` (first SIGINT/SIGTERM) makes sources stop reading; the frames in flight drain
-and every output is finalised. :meth:`Engine.abort` (an error, or a second signal) cancels every queue, which
+Numbering: a filter node numbers the work it takes (input frame sets, or the windows the framework gathers for
+window processors) 0, 1, 2... under its read lock. Whatever a replica emits for work item ``k`` (zero, one or
+many frames) waits in a reorder buffer until every item before ``k`` has been delivered, so replicas restore
+the order by the engine's own numbers, never by ``frame.index``. At the end of its input each replica's
+``flush`` output follows, in replica order. Frames leave every node renumbered densely (index 0, 1, 2...), and
+their times must not go backwards.
+
+Stopping: :meth:`Engine.stop` (a graceful cancel) makes sources stop reading; the frames in flight drain and
+every output is finalised. :meth:`Engine.abort` (an error, or cancel(now=True)) cancels every queue, which
 wakes every blocked thread; sinks finalise what they have.
 """
 
 from __future__ import annotations
 
+import collections
 import resource
-import signal
 import sys
 import threading
 import time
@@ -21,14 +27,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffusify.errors import Interrupted, PipelineError
-from diffusify.processors.base import Processor
+from diffusify.core.errors import Interrupted, PipelineError
+from diffusify.core.frame import Frame
+from diffusify.processors.base import Processor, SinkResult, Temporal
 from diffusify.runtime.events import Hook
-from diffusify.runtime.frame import Frame
 from diffusify.runtime.plan import NodePlan, Plan
 from diffusify.runtime.queues import END, Cancelled, EdgeQueue
+from diffusify.runtime.window import WindowGatherer
 
 JOIN_TIMEOUT = 2.0
+
+# Runs in this process that compute a neural node on the CPU: while any does, no run lowers the intra-op thread
+# count of its cheap nodes (see Engine._worker_threads), since that would slow the other run's kernels.
+_cpu_heavy_runs = 0
+_cpu_heavy_lock = threading.Lock()
 
 
 @dataclass
@@ -39,14 +51,21 @@ class NodeState:
     processors: list[Processor]
     queues: dict[str, EdgeQueue]
     frames_out: int = 0
+    frames_in: int = 0
     finished_replicas: int = 0
     read_lock: threading.Lock = field(default_factory=threading.Lock)
     emit_lock: threading.Lock = field(default_factory=threading.Lock)
     setup_lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: dict[int, Frame] = field(default_factory=dict)
-    next_index: int = 0
+    # work items numbered under read_lock; outputs wait in `pending` until every earlier item is delivered
+    assigned: int = 0
+    ready: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    ended: bool = False
+    pending: dict[int, list[Frame]] = field(default_factory=dict)
+    next_seq: int = 0
+    gatherer: WindowGatherer | None = None
+    last_pts: Any = None
     source_busy: float = 0.0
-    result: dict[str, Any] = field(default_factory=dict)
+    result: SinkResult | None = None
     last_frame: int | None = None
     setup_seconds: float = 0.0
     ready_replicas: int = 0
@@ -60,7 +79,7 @@ class NodeState:
             self.ready_replicas += 1
 
     @property
-    def ready(self) -> bool:
+    def is_ready(self) -> bool:
         """Every replica has finished its setup."""
         return self.ready_replicas == len(self.processors)
 
@@ -70,14 +89,13 @@ class NodeState:
 
     def __str__(self) -> str:
         q = ", ".join(f"{p}:{q.fill()[0]}/{q.max_frames}" for p, q in self.queues.items())
-        return f"{self.plan.id}: {self.frames_out} out, busy {self.busy:.1f}s, queues [{q}]"
+        return f"{self.plan.id}: {self.frames_in} in, {self.frames_out} out, busy {self.busy:.1f}s, queues [{q}]"
 
 
 class Engine:
-    """Runs a :class:`Plan`. Create one per run."""
+    """Runs a :class:`Plan` in this process. Create one per run; several may run at once in one process."""
 
-    def __init__(self, plan: Plan, *, hooks: Iterable[Hook] = (), handle_signals: bool = True,
-                 progress_interval: float = 1.0):
+    def __init__(self, plan: Plan, *, hooks: Iterable[Hook] = (), progress_interval: float = 1.0):
         # Frames are torch tensors. Import it here, not in the first worker: a plan of ffmpeg-backed nodes has not
         # needed it yet, and every worker would otherwise wait on the import lock inside the timed run (measured:
         # 1.5 s on 2 cores, 3 s on a 16-core machine before the first frame).
@@ -85,26 +103,26 @@ class Engine:
 
         self.plan = plan
         self.hooks = list(hooks)
-        self.handle_signals = handle_signals
         self.progress_interval = progress_interval
         self.stop_event = threading.Event()
         self.abort_event = threading.Event()
         self._error_lock = threading.Lock()
         self.error: tuple[BaseException, str, str, int | None] | None = None
-        self.signals = 0
+        self.cancels = 0
+        self.cancel_reason = ""
         self.first_output: float | None = None
-        self._signal_name = ""
         self._announced = False
         self.states: dict[str, NodeState] = {}
         self._cpu_heavy = any(n.cls.resources.heavy and any(d == "cpu" for d in n.devices)
                               for n in plan.nodes.values())
         for nid in plan.order:
             n = plan.nodes[nid]
-            procs = [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d,
-                           output_device=n.output_device) for d in n.devices]
             queues = {port: EdgeQueue(f"{ref}->{nid}.{port}", max_frames=n.queue.frames, max_bytes=n.queue.bytes)
                       for port, ref in n.inputs.items()}
-            self.states[nid] = NodeState(n, procs, queues)
+            st = NodeState(n, plan.processors(nid), queues)
+            if n.cls.temporal is Temporal.WINDOW:
+                st.gatherer = WindowGatherer(*n.cls.window)
+            self.states[nid] = st
 
     # ---- events ----------------------------------------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
@@ -127,67 +145,94 @@ class Engine:
             for q in st.queues.values():
                 q.cancel()
 
+    def cancel(self, *, now: bool = False, reason: str = "cancel") -> None:
+        """The user's stop: graceful (drain and finalise) unless ``now``; the run ends with :class:`Interrupted`.
+
+        Safe to call from any thread, and from a signal handler: it only sets flags and wakes threads."""
+        self.cancels += 1
+        self.cancel_reason = self.cancel_reason or reason
+        if now:
+            self.abort()
+        else:
+            self.stop()
+
     def _fail(self, exc: BaseException, st: NodeState, frame: int | None) -> None:
         with self._error_lock:
             if self.error is None:
                 self.error = (exc, st.plan.id, st.plan.cls.type_name, frame)
         self.abort()
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        # Runs between two bytecodes of the main thread, possibly while it holds a hook's lock: only set
-        # flags here; the main loop announces the stop.
-        self.signals += 1
-        self._signal_name = signal.Signals(signum).name
-        if self.signals == 1:
-            self.stop()
-        else:
-            self.abort()
-
     def _announce_stop(self) -> None:
-        if self.signals and not self._announced:
+        if self.cancels and not self._announced:
             self._announced = True
             self.emit("interrupted", message="stopping: finishing the frames in flight and closing outputs "
-                      "(press Ctrl-C again to stop at once)", signal=self._signal_name)
+                      "(press Ctrl-C again to stop at once)", signal=self.cancel_reason)
 
     # ---- data flow -------------------------------------------------------------------------------------------
     def _push(self, st: NodeState, frame: Frame) -> None:
+        """Hand one frame to every consumer, numbered densely on this node's output."""
+        if st.last_pts is not None and frame.pts < st.last_pts:
+            raise PipelineError(f"emitted a frame at {float(frame.pts):.6f} s after one at "
+                                f"{float(st.last_pts):.6f} s (times must not go backwards)")
+        if frame.index != st.frames_out:
+            frame = Frame(st.frames_out, frame.pts, frame.data, frame.meta)
         for consumer, port in st.plan.consumers:
             self.states[consumer].queues[port].put(frame)
+        st.last_pts = frame.pts
         st.frames_out += 1
         st.last_frame = frame.index
 
-    def _deliver(self, st: NodeState, frame: Frame) -> None:
-        if st.plan.replicas == 1:
-            self._push(st, frame)
-            return
+    def _deliver(self, st: NodeState, seq: int, frames: list[Frame]) -> None:
+        """Deliver what work item ``seq`` produced, once every earlier item's output has gone."""
         with st.emit_lock:
-            st.pending[frame.index] = frame
-            while st.next_index in st.pending:
-                self._push(st, st.pending.pop(st.next_index))
-                st.next_index += 1
+            st.pending[seq] = frames
+            while st.next_seq in st.pending:
+                for f in st.pending.pop(st.next_seq):
+                    self._push(st, f)
+                st.next_seq += 1
 
     def _end(self, st: NodeState) -> None:
         for consumer, port in st.plan.consumers:
             self.states[consumer].queues[port].put(END)
 
-    def _take(self, st: NodeState, count: int) -> list[dict[str, Frame]]:
-        """Up to ``count`` frame sets (one frame per port, same index); [] at the end of the stream."""
-        out: list[dict[str, Frame]] = []
+    def _read_set(self, st: NodeState) -> dict[str, Frame] | None:
+        """One frame set (one frame per port, same index), or None at the end of the stream."""
+        got: dict[str, Any] = {port: q.get() for port, q in st.queues.items()}
+        ended = [p for p, item in got.items() if item is END]
+        if ended:
+            if len(ended) != len(got):
+                live = [p for p in got if p not in ended]
+                idx = got[live[0]].index
+                raise PipelineError(f"input '{ended[0]}' ended at frame {idx} while '{live[0]}' goes on "
+                                    "(merged streams must have the same frame count)")
+            return None
+        indices = {f.index for f in got.values()}
+        if len(indices) > 1:
+            raise PipelineError(f"inputs are out of step: frames {sorted(indices)} arrived together")
+        st.frames_in += 1
+        return got
+
+    def _take(self, st: NodeState, count: int) -> list[tuple[int, Any]]:
+        """Up to ``count`` numbered work items (frame sets, or windows); [] once the input has ended."""
+        out: list[tuple[int, Any]] = []
         with st.read_lock:
             while len(out) < count:
-                got: dict[str, Any] = {port: q.get() for port, q in st.queues.items()}
-                ended = [p for p, item in got.items() if item is END]
-                if ended:
-                    if len(ended) != len(got):
-                        live = [p for p in got if p not in ended]
-                        idx = got[live[0]].index
-                        raise PipelineError(f"input '{ended[0]}' ended at frame {idx} while '{live[0]}' goes on "
-                                            "(merged streams must have the same frame count)")
+                if st.ready:
+                    out.append(st.ready.popleft())
+                    continue
+                if st.ended:
                     break
-                indices = {f.index for f in got.values()}
-                if len(indices) > 1:
-                    raise PipelineError(f"inputs are out of step: frames {sorted(indices)} arrived together")
-                out.append(got)
+                got = self._read_set(st)
+                if got is None:
+                    st.ended = True
+                    items: list[Any] = st.gatherer.finish() if st.gatherer else []
+                elif st.gatherer is not None:
+                    items = st.gatherer.add(got)
+                else:
+                    items = [got]
+                for item in items:
+                    st.ready.append((st.assigned, item))
+                    st.assigned += 1
         return out
 
     # ---- workers ---------------------------------------------------------------------------------------------
@@ -216,22 +261,25 @@ class Engine:
 
     def _filter(self, st: NodeState, replica: int) -> None:
         proc = st.processors[replica]
-        batch_size = getattr(proc.params, "batch", 1) if hasattr(proc, "_process_batch") else 1
-        batch: list[dict[str, Frame]] = []
+        batch_size = int(getattr(proc.params, "batch", 1)) if proc.batching else 1
+        items: list[tuple[int, Any]] = []
         try:
             self._worker_threads(st)
             st.setup(proc)
             while True:
-                batch = self._take(st, batch_size)
-                if not batch:
+                items = self._take(st, batch_size)
+                if not items:
                     break
-                for out in proc.process_batch(batch):
-                    self._deliver(st, out)
-                batch = []
+                outs = [proc.push(items[0][1])] if len(items) == 1 else proc.push_batch([w for _, w in items])
+                for (seq, _), frames in zip(items, outs, strict=True):
+                    self._deliver(st, seq, frames)
+                items = []
+            # every work item is numbered now: the flushes follow them, in replica order
+            self._deliver(st, st.assigned + replica, proc.flush())
         except Cancelled:
             pass
         except BaseException as e:  # noqa: BLE001
-            self._fail(e, st, batch[0][next(iter(batch[0]))].index if batch else None)
+            self._fail(e, st, _input_index(items[0][1]) if items else None)
         finally:
             self._teardown(st, proc)
             with st.emit_lock:
@@ -239,18 +287,31 @@ class Engine:
                 last = st.finished_replicas == len(st.processors)
             if last and not self.abort_event.is_set():
                 try:
+                    self._check_counts(st)
                     self._end(st)
                 except Cancelled:
                     pass
+                except BaseException as e:  # noqa: BLE001
+                    self._fail(e, st, None)
+
+    def _check_counts(self, st: NodeState) -> None:
+        """Every frame a node emitted went on, and as many as its stream declares when its input was whole."""
+        if st.pending:
+            held = sum(len(v) for v in st.pending.values())
+            raise PipelineError(f"{held} frames could not be delivered in order (work items "
+                                f"{sorted(st.pending)[:5]} wait for {st.next_seq}); this is a bug in the engine")
+        declared = st.plan.output.frames if st.plan.output else None
+        whole = bool(st.plan.input_streams) and all(s.frames is not None and s.frames == st.frames_in
+                                                    for s in st.plan.input_streams.values())
+        if declared is not None and whole and not self.stop_event.is_set() and st.frames_out != declared:
+            raise PipelineError(f"emitted {st.frames_out} frames for {st.frames_in} input frames, but its stream "
+                                f"declares {declared}; the processor's infer_stream and its output disagree")
 
     def _sink(self, st: NodeState) -> None:
         proc = st.processors[0]
         frame_no: int | None = None
         try:
             self._worker_threads(st)
-            configure = getattr(proc, "configure", None)
-            if configure is not None:
-                configure(**st.plan.options)
             st.setup(proc)
             q = st.queues["input"]
             while True:
@@ -258,6 +319,7 @@ class Engine:
                 if item is END:
                     break
                 frame_no = item.index
+                st.frames_in += 1
                 t0 = time.perf_counter()
                 proc.write(item)
                 proc.busy_seconds += time.perf_counter() - t0
@@ -270,7 +332,8 @@ class Engine:
             self._fail(e, st, frame_no)
         finally:
             try:
-                st.result = proc.finish(aborted=self.abort_event.is_set()) or {}
+                result = proc.finish(aborted=self.abort_event.is_set())
+                st.result = result if isinstance(result, SinkResult) else None
             except BaseException as e:  # noqa: BLE001
                 self._fail(e, st, None)
             self._teardown(st, proc)
@@ -279,9 +342,10 @@ class Engine:
         """Cheap nodes compute with one intra-op thread: every node already runs in its own thread, and OpenMP
         teams stall at their barriers (or spin) while other nodes and ffmpeg hold the cores. Measured on 2 and on
         16 cores: a share of the cores per node (16 cores / workers) made 1080p graphs slower and doubled their
-        CPU time. Not when a neural node computes on the CPU: lowering the thread count in any thread then slows
-        that node's kernels (about 1.15 vs 0.62 fps for the bundled model), which costs far more."""
-        if not st.plan.cls.resources.heavy and not self._cpu_heavy:
+        CPU time. Not when a neural node computes on the CPU (in this run or another in the process): lowering
+        the thread count in any thread then slows that node's kernels (about 1.15 vs 0.62 fps for the bundled
+        model), which costs far more."""
+        if not st.plan.cls.resources.heavy and not self._cpu_heavy and not _cpu_heavy_runs:
             import torch
 
             torch.set_num_threads(1)
@@ -307,16 +371,12 @@ class Engine:
             nodes.append({"id": st.plan.id, "frames": st.frames_out, "fps": st.frames_out / elapsed if elapsed else 0.0,
                           "busy": min(1.0, st.busy / (elapsed * st.plan.replicas)) if elapsed else 0.0,
                           "queue_frames": sum(f for f, _ in fills), "queue_capacity": cap,
-                          "queue_bytes": sum(b for _, b in fills), "ready": st.ready})
+                          "queue_bytes": sum(b for _, b in fills), "ready": st.is_ready})
         return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
 
     def run(self) -> dict[str, Any]:
-        """Run to the end. Returns the summary; raises PipelineError or Interrupted."""
-        old_handlers: dict[int, Any] = {}
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old_handlers[sig] = signal.signal(sig, self._on_signal)
-        _reuse_heap()
+        """Run to the end in the calling thread. Returns the summary; raises PipelineError or Interrupted."""
+        global _cpu_heavy_runs
         started = time.monotonic()
         self.emit("start", **self.plan.to_json())
         threads: list[threading.Thread] = []
@@ -331,6 +391,8 @@ class Engine:
             for i, (fn, args) in enumerate(targets):
                 t = threading.Thread(target=fn, args=args, name=f"diffusify:{st.plan.id}:{i}", daemon=True)
                 threads.append(t)
+        with _cpu_heavy_lock:
+            _cpu_heavy_runs += int(self._cpu_heavy)
         try:
             for t in threads:
                 t.start()
@@ -353,14 +415,15 @@ class Engine:
                     if now - abort_seen > JOIN_TIMEOUT and not any(self._is_sink_thread(t) for t in alive):
                         break
         finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
+            with _cpu_heavy_lock:
+                _cpu_heavy_runs -= int(self._cpu_heavy)
+        self._announce_stop()
         summary = self._summary(started)
         for st in self.states.values():
             self.emit("node_finished", node=st.plan.id, type=st.plan.cls.type_name, frames=st.frames_out,
                       busy_seconds=round(st.busy, 3))
         for st in self.states.values():
-            for w in st.result.get("warnings", []):
+            for w in (st.result.warnings if st.result else []):
                 self.emit("warning", message=f"{st.plan.id}: {w}", node=st.plan.id)
         if self.error is not None:
             exc, node, typ, frame = self.error
@@ -373,7 +436,7 @@ class Engine:
             error.summary = summary  # type: ignore[attr-defined]
             self.emit("error", message=str(error), node=node, type=typ, frame=frame, summary=summary)
             raise error from exc
-        if self.signals:
+        if self.cancels:
             written = ", ".join(f"{o['frames']} frames to {o['path']}" for o in summary["outputs"]) or "nothing"
             intr = Interrupted(f"interrupted: wrote {written}")
             intr.summary = summary  # type: ignore[attr-defined]
@@ -409,30 +472,9 @@ class Engine:
             "peak_gpu_bytes": _peak_gpu(),
             "nodes": nodes,
             "bottleneck": bottleneck,
-            "outputs": [{"node": st.plan.id, "path": st.result.get("path"), "frames": st.result.get("frames",
-                                                                                                st.frames_out)}
-                        for st in sinks if st.result.get("path")],
+            "outputs": [{"node": st.plan.id, "path": st.result.path, "frames": st.result.frames}
+                        for st in sinks if st.result is not None and st.result.path],
         }
-
-
-def _reuse_heap() -> None:
-    """Keep freed frame buffers in the process heap (glibc) instead of returning them to the kernel.
-
-    Every frame allocates tens of megabytes; glibc serves such blocks with mmap by default, so each frame pays
-    for fresh page faults on every buffer it touches (measured: most of the system time of a 1080p run).
-    Queues bound the number of live frames, so the heap stays bounded too."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum
-        libc.mallopt(m_trim_threshold, 1 << 30)
-        libc.mallopt(m_top_pad, 64 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 def _peak_gpu() -> dict[str, int]:
@@ -442,9 +484,10 @@ def _peak_gpu() -> dict[str, int]:
     return {f"cuda:{i}": int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count())}
 
 
-def run_plan(plan: Plan, *, hooks: Iterable[Hook] = (), handle_signals: bool = True) -> dict[str, Any]:
-    """Run a plan to the end; see :class:`Engine`."""
-    return Engine(plan, hooks=hooks, handle_signals=handle_signals).run()
+def _input_index(item: Any) -> int | None:
+    """The index of the input frame a work item is about (a window's centre), for error messages."""
+    sets = getattr(item, "center", item)
+    return next(iter(sets.values())).index if sets else None
 
 
-__all__ = ["Engine", "NodeState", "run_plan"]
+__all__ = ["Engine", "NodeState"]

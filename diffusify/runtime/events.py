@@ -20,6 +20,11 @@ from typing import IO, Any
 Hook = Callable[..., None]
 
 
+def event_record(event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """An event as the dict programs see: ``{"event": ..., "time": ..., ...fields}``."""
+    return {"event": event, "time": round(time.time(), 3), **fields}
+
+
 class JsonEvents:
     """Writes one JSON object per line: ``{"event": ..., "time": ..., ...fields}``."""
 
@@ -28,7 +33,7 @@ class JsonEvents:
         self._lock = threading.RLock()
 
     def __call__(self, *, event: str, **fields: Any) -> None:
-        record = {"event": event, "time": round(time.time(), 3), **fields}
+        record = event_record(event, fields)
         with self._lock:
             self.stream.write(json.dumps(record, default=str) + "\n")
             self.stream.flush()

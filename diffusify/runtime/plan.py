@@ -1,18 +1,17 @@
-"""From a validated recipe to an executable plan: devices, replicas, queue budgets, memory estimate."""
+"""From a validated graph to an executable plan: devices, replicas, queue budgets, memory estimate and fit."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-from diffusify.errors import UsageError
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import Processor
-from diffusify.processors.registry import Registry, default_registry
-from diffusify.spec.recipe import QueueBudget, Recipe
-from diffusify.spec.validate import Validated
+from diffusify.core.errors import UsageError
+from diffusify.core.stream import StreamInfo
+from diffusify.graph.build import Graph
+from diffusify.graph.validate import Validated
+from diffusify.processors.base import Processor, RunOptions
+from diffusify.processors.registry import Registry
+from diffusify.recipe.model import QueueBudget, Recipe
 
 
 @dataclass
@@ -24,6 +23,8 @@ class NodePlan:
         inputs: port -> upstream node id. consumers: (node id, port) pairs fed by this node.
         devices: one device per replica. queue: budget of each of this node's input queues.
         input_streams / output: stream info. memory: estimated bytes (model + queued frames).
+        gpu_memory: estimated GPU bytes of one replica when placed on a GPU.
+        refs: streams of the nodes its parameters name (see ``Processor.node_refs``).
         output_device: where a CPU-bound source hands its frames over: its consumers' one device, else None.
     """
 
@@ -37,7 +38,8 @@ class NodePlan:
     input_streams: dict[str, StreamInfo]
     output: StreamInfo | None
     memory: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    gpu_memory: int = 0
+    refs: dict[str, StreamInfo | None] = field(default_factory=dict)
     output_device: str | None = None
 
     @property
@@ -47,13 +49,27 @@ class NodePlan:
 
 @dataclass
 class Plan:
-    """The executable plan of a recipe."""
+    """The executable plan of a recipe: what every executor runs.
+
+    Attributes:
+        recipe: the recipe. graph: its typed graph. nodes: node id -> how it runs, in topological order.
+        total_frames: frames the sinks will get, when known. memory: estimated bytes in all.
+        options: run options handed to every processor (overwrite, the segment).
+    """
 
     recipe: Recipe
     nodes: dict[str, NodePlan]
     order: list[str]
     total_frames: int | None
     memory: int
+    graph: Graph | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+
+    def processors(self, nid: str) -> list[Processor]:
+        """One processor instance per replica of node ``nid``, given its device and the run options."""
+        n = self.nodes[nid]
+        return [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d,
+                      output_device=n.output_device, options=self.options, refs=n.refs) for d in n.devices]
 
     def describe(self) -> list[str]:
         lines = [f"pipeline {self.recipe.name}: {len(self.nodes)} nodes, "
@@ -73,10 +89,13 @@ class Plan:
             "name": self.recipe.name,
             "total_frames": self.total_frames,
             "memory_estimate": self.memory,
+            "segment": None if self.options.segment is None else [self.options.segment.start,
+                                                                   self.options.segment.end],
             "nodes": [{
                 "id": nid, "type": n.cls.type_name, "inputs": n.inputs, "devices": n.devices,
                 "replicas": n.replicas, "output_device": n.output_device or n.devices[0], "queue": {"frames": n.queue.frames, "bytes": n.queue.bytes},
                 "output": n.output.to_json() if n.output else None, "memory": n.memory,
+                "gpu_memory": n.gpu_memory,
             } for nid, n in ((i, self.nodes[i]) for i in self.order)],
         }
 
@@ -129,60 +148,92 @@ def _check_device(d: str, node: str) -> None:
             raise UsageError(f"node '{node}' asks for mps, which is not available here (use --device cpu)")
 
 
+def _free_gpu_memory(device: str) -> int | None:
+    try:
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    except Exception:  # noqa: BLE001 - no CUDA, or a device that cannot be asked: skip the check
+        return None
+
+
+def _place(pool: list[str], replicas: int, need: int, load: dict[str, int], count: dict[str, int]) -> list[str]:
+    """Each replica on the least-loaded device of ``pool`` (estimated GPU bytes, then replicas placed there)."""
+    out = []
+    for _ in range(replicas):
+        d = min(pool, key=lambda x: (load.get(x, 0), count.get(x, 0), pool.index(x)))
+        out.append(d)
+        load[d] = load.get(d, 0) + (need if d.startswith("cuda") else 0)
+        count[d] = count.get(d, 0) + 1
+    return out
+
+
+def check_fit(nodes: dict[str, NodePlan]) -> list[str]:
+    """Every GPU shortfall of a placement, before anything loads: estimated memory against what each device
+    has free, and exclusive nodes that share a device. A CPU-only plan has none."""
+    by_device: dict[str, list[tuple[NodePlan, int]]] = {}
+    for n in nodes.values():
+        for d in n.devices:
+            if d.startswith("cuda"):
+                by_device.setdefault(d, []).append((n, n.gpu_memory))
+    problems = []
+    for d, placed in sorted(by_device.items()):
+        for n, _ in placed:
+            others = {m.id for m, _ in placed if m.id != n.id and m.cls.resources.heavy}
+            if n.cls.resources.exclusive and others:
+                problems.append(f"node '{n.id}' ({n.cls.type_name}) needs {d} to itself, but "
+                                f"{', '.join(sorted(others))} also run there; give them other devices")
+        need = sum(b for _, b in placed)
+        free = _free_gpu_memory(d)
+        if free is not None and need > free:
+            parts = ", ".join(f"{n.id} {_human(b)}" for n, b in placed if b)
+            problems.append(f"{d}: the nodes placed there need about {_human(need)} ({parts}) but {_human(free)} "
+                            "is free; spread them over more devices (--device), lower tile/batch/replicas, or "
+                            "use a processor's offload option")
+    return problems
+
+
 def build_plan(validated: Validated, *, registry: Registry | None = None, cli_devices: list[str] | None = None,
-               overwrite: bool = False) -> Plan:
+               overwrite: bool = False, options: RunOptions | None = None) -> Plan:
     """Turn a valid :class:`Validated` into a :class:`Plan`. Raises UsageError for what only shows at run time
-    (a missing GPU, an output that exists without ``overwrite``, a processor that does not run yet)."""
-    registry = registry or default_registry()
-    recipe = validated.recipe
-    assert recipe is not None and validated.ok
+    (a missing GPU, an output that exists without ``overwrite``, a processor that does not run yet, nodes that
+    do not fit on their GPUs)."""
+    recipe, graph = validated.recipe, validated.graph
+    assert recipe is not None and graph is not None and validated.ok
+    options = options or RunOptions(overwrite=overwrite)
     default_devices = _expand(cli_devices or recipe.devices or ["auto"])
     nodes: dict[str, NodePlan] = {}
-    for nid in validated.order:
-        spec = recipe.nodes[nid]
-        cls = registry.get(spec.type)
+    load: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for g in graph:
+        cls = g.cls
         if not cls.implemented:
-            raise UsageError(f"node '{nid}': {spec.type} is not implemented in this version of diffusify yet "
+            raise UsageError(f"node '{g.id}': {cls.type_name} is not implemented in this version of diffusify yet "
                              "(it validates, but cannot run); remove it or choose another processor")
-        if cls.resources.device == "cpu":
-            pool = ["cpu"]
-        else:
-            pool = _expand(spec.devices) if spec.devices else default_devices
-        for d in set(pool):
-            _check_device(d, nid)
-        devices = [pool[i % len(pool)] for i in range(spec.replicas)]
-        nodes[nid] = NodePlan(id=nid, cls=cls, params=spec.params, inputs=dict(spec.inputs), consumers=[],
-                              devices=devices, queue=spec.queue or recipe.queue,
-                              input_streams=validated.input_streams.get(nid, {}),
-                              output=validated.streams.get(nid))
-    for nid, n in nodes.items():
-        for port, ref in n.inputs.items():
-            nodes[ref].consumers.append((nid, port))
+        pool = ["cpu"] if cls.resources.device == "cpu" else (_expand(g.devices) if g.devices else default_devices)
+        for d in dict.fromkeys(pool):
+            _check_device(d, g.id)
+        need = cls.gpu_memory(g.params, g.input_streams, g.output) if cls.resources.heavy else 0
+        devices = _place(pool, g.replicas, need, load, count)
+        nodes[g.id] = NodePlan(id=g.id, cls=cls, params=g.params, inputs=dict(g.inputs),
+                               consumers=list(g.consumers), devices=devices, queue=g.queue or recipe.queue,
+                               input_streams=dict(g.input_streams), output=g.output, gpu_memory=need,
+                               refs=g.refs(graph))
     for n in nodes.values():
         if n.cls.is_source() and n.devices == ["cpu"]:
             targets = {d for c, _ in n.consumers for d in nodes[c].devices}
             if len(targets) == 1 and targets != {"cpu"}:
                 n.output_device = targets.pop()
 
-    sources = [nid for nid, n in nodes.items() if n.cls.type_name == "video.read"]
-    for nid, n in nodes.items():
-        _, writes = n.cls.paths(n.params)
-        for path in writes:
-            exists = os.path.isdir(path) and bool(os.listdir(path)) if n.cls.type_name == "image.write" \
-                else os.path.exists(path)
-            if exists and not (overwrite or getattr(n.params, "overwrite", False)):
-                raise UsageError(f"node '{nid}': {path} exists; pass --overwrite to replace it")
-        if n.cls.type_name == "video.write":
-            ref = n.params.copy_streams_from
-            if ref is None:
-                ref = sources[0] if len(sources) == 1 else None
-            elif ref == "none":
-                ref = None
-            n.options["copy_from"] = nodes[ref].params.path if ref else None
-            n.options["copy_range"] = _copy_range(nodes[ref]) if ref else None
-            stream = n.input_streams.get("input")
-            n.options["use_timestamps"] = bool(stream and stream.vfr)
-        n.options["overwrite"] = overwrite
+    for n in nodes.values():
+        if options.overwrite:
+            break
+        for path in n.cls.existing_outputs(n.params):
+            raise UsageError(f"node '{n.id}': {path} exists; pass --overwrite to replace it")
+    shortfalls = check_fit(nodes)
+    if shortfalls:
+        raise UsageError("; ".join(shortfalls))
 
     memory = 0
     for n in nodes.values():
@@ -194,31 +245,5 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
         memory += n.memory
     totals = [n.input_streams["input"].frames for n in nodes.values() if n.cls.is_sink and "input" in n.input_streams]
     known = [t for t in totals if t is not None]
-    return Plan(recipe=recipe, nodes=nodes, order=list(validated.order),
-                total_frames=max(known) if known else None, memory=memory)
-
-
-def _copy_range(source: NodePlan) -> tuple[Fraction, Fraction | None] | None:
-    """Time range of the source that the run reads, to trim copied audio/subtitles to it."""
-    from diffusify.io.probe import probe
-
-    start = source.params.start
-    frames = source.output.frames if source.output else None
-    if start == 0 and (frames is None or (source.params.end is None and frames == _total(source))):
-        return None
-    info = probe(source.params.path)
-    ts = info.timestamps
-    fps = source.output.fps if source.output else Fraction(25)
-    t0 = ts[start] if ts and start < len(ts) else Fraction(start) / fps
-    end_index = None if frames is None else start + frames
-    if end_index is None or (ts and end_index >= len(ts)):
-        return (t0, None)
-    t1 = ts[end_index] if ts else Fraction(end_index) / fps
-    return (t0, t1)
-
-
-def _total(source: NodePlan) -> int | None:
-    from diffusify.io.probe import probe
-
-    info = probe(source.params.path)
-    return info.video.frames if info.video else None
+    return Plan(recipe=recipe, nodes=nodes, order=list(nodes), total_frames=max(known) if known else None,
+                memory=memory, graph=graph, options=options)

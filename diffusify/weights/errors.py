@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from diffusify.core.errors import DiffusifyError
 
-class WeightsError(Exception):
+
+class WeightsError(DiffusifyError):
     """A model file, manifest entry, conversion or download that cannot be used.
 
     The message is a single line that names the file or model concerned and says what to do about it.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from diffusify.spec.problems import Problem
+    from diffusify.core.problems import Problem
 
 
 class DiffusifyError(Exception):

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from diffusify.core.problems import sort_problems
+from diffusify.graph.validate import Validated, validate_text
 from diffusify.processors.registry import default_registry
-from diffusify.spec.problems import sort_problems
-from diffusify.spec.validate import Validated, validate_text
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -43,6 +43,33 @@ class ColorInfo:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a stream's frames come from: a media file and the span of it that the run reads.
+
+    Writers copy audio, subtitles and chapters from ``path``, cut to ``[start, end)``.
+
+    Attributes:
+        node: the source node that reads the file.
+        path: the media file.
+        start: time of the first frame read, in seconds from the file's first video frame.
+        end: time just after the last frame read, or None when the run reads to the end of the file.
+        streams: True when the file can hold streams worth copying (audio, subtitles, chapters): a video file,
+            not an image sequence.
+    """
+
+    node: str
+    path: str
+    start: Fraction = Fraction(0)
+    end: Fraction | None = None
+    streams: bool = True
+
+    @property
+    def span(self) -> tuple[Fraction, Fraction | None] | None:
+        """``(start, end)`` when only part of the file is read, else None."""
+        return None if self.start == 0 and self.end is None else (self.start, self.end)
+
+
+@dataclass(frozen=True)
 class StreamInfo:
     """What flows on one edge.
 
@@ -57,6 +84,7 @@ class StreamInfo:
         color: colour metadata carried to the writers.
         vfr: True when the source timestamps are not evenly spaced.
         kind: ``video`` or ``mask``.
+        origin: the file the frames come from (None for generated frames, or when a merge joins several files).
     """
 
     width: int
@@ -69,6 +97,7 @@ class StreamInfo:
     color: ColorInfo = field(default_factory=ColorInfo)
     vfr: bool = False
     kind: str = "video"
+    origin: Origin | None = None
 
     def replace(self, **changes: object) -> StreamInfo:
         return dataclasses.replace(self, **changes)
@@ -105,4 +134,13 @@ class StreamInfo:
             "color": dataclasses.asdict(self.color),
             "vfr": self.vfr,
             "kind": self.kind,
+            "origin": None if self.origin is None else {
+                "node": self.origin.node, "path": self.origin.path, "start": float(self.origin.start),
+                "end": None if self.origin.end is None else float(self.origin.end)},
         }
+
+
+def merged_origin(streams: list[StreamInfo]) -> Origin | None:
+    """The origin of a merge of ``streams``: theirs when they all come from one file, else None."""
+    origins = {s.origin for s in streams}
+    return origins.pop() if len(origins) == 1 else None

@@ -48,7 +48,7 @@ def build_schema(registry: Registry | None = None) -> dict[str, Any]:
     variants = []
     for cls in registry:
         name = "node_" + cls.type_name.replace(".", "_")
-        ports = cls.inputs + cls.optional_inputs
+        ports = cls.port_names()
         props: dict[str, Any] = {
             "type": {"const": cls.type_name, "description": cls.summary()},
             "with": _params_schema(cls, defs),
@@ -62,7 +62,7 @@ def build_schema(registry: Registry | None = None) -> dict[str, Any]:
             props["inputs"] = {"type": "object", "additionalProperties": False,
                                "properties": {p: {"type": "string", "description": f"Node feeding port '{p}'."}
                                               for p in ports},
-                               "required": list(cls.inputs), "description": "Port -> upstream node."}
+                               "required": list(cls.required_ports()), "description": "Port -> upstream node."}
         if cls.replicable():
             props["replicas"] = {"type": "integer", "minimum": 1, "maximum": cls.resources.max_replicas or 64,
                                  "description": "Parallel workers for this frame-parallel node."}

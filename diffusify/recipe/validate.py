@@ -1,6 +1,6 @@
 """Validate a recipe: structure, parameters, references, the graph and the streams, all problems at once.
 
-Every user mistake becomes a :class:`~diffusify.spec.problems.Problem` with the file, line and column of the
+Every user mistake becomes a :class:`~diffusify.core.problems.Problem` with the file, line and column of the
 offending key or value; nothing here raises for bad input.
 """
 
@@ -14,11 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from diffusify.graph.stream import StreamInfo
-from diffusify.processors.base import PlanContext, Processor
+from diffusify.core.problems import Problem, did_you_mean
+from diffusify.processors.base import Processor
 from diffusify.processors.registry import Registry, default_registry
-from diffusify.spec.problems import Problem, did_you_mean, sort_problems
-from diffusify.spec.recipe import (
+from diffusify.recipe.model import (
     NODE_KEYS,
     QUEUE_KEYS,
     RECIPE_VERSION,
@@ -27,7 +26,7 @@ from diffusify.spec.recipe import (
     QueueBudget,
     Recipe,
 )
-from diffusify.spec.yamlpos import Path, Positions, dotted, load_yaml
+from diffusify.recipe.yamlpos import Path, Positions, dotted, load_yaml
 
 _PARAM_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -37,34 +36,23 @@ CLI_FILE = "<command line>"
 
 
 @dataclass
-class Validated:
-    """The outcome of validation.
+class Parsed:
+    """A recipe read and checked as a language (structure, parameters, references): the graph's input.
 
     Attributes:
-        recipe: the resolved recipe, None when an error prevents building it.
-        problems: every problem found (errors and warnings), sorted.
-        streams: node id -> output stream (None for sinks and where an error upstream hides it).
-        input_streams: node id -> port -> stream.
-        order: node ids in topological order (empty when the graph has a cycle).
+        recipe: the resolved recipe (nodes with an error are left out of it).
+        reporter: collects problems at YAML positions; the graph checks add theirs to it.
+        classes: node id -> processor class, for every node in ``recipe``.
+        all_ids: every node id written in the file, valid or not.
+        referenced: ids that some node names as an input (not dead ends even when that node has an error).
     """
 
     recipe: Recipe | None
-    problems: list[Problem]
-    streams: dict[str, StreamInfo | None] = field(default_factory=dict)
-    input_streams: dict[str, dict[str, StreamInfo]] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
+    reporter: Reporter
+    classes: dict[str, type[Processor]] = field(default_factory=dict)
+    all_ids: list[str] = field(default_factory=list)
+    referenced: set[str] = field(default_factory=set)
+    max_frames: int | None = None
 
 
 def parse_size(value: Any) -> int | None:
@@ -106,7 +94,9 @@ def coerce_override(raw: str, default: Any) -> Any:
     return raw
 
 
-class _Checker:
+class Reporter:
+    """Collects problems, each placed at the YAML position of the key or value it is about."""
+
     def __init__(self, file: str, pos: Positions):
         self.file = file
         self.pos = pos
@@ -119,6 +109,15 @@ class _Checker:
     def warn(self, path: Path, message: str, *, key: bool = False) -> None:
         line, col = self.pos.of(path, key=key)
         self.problems.append(Problem(self.file, line, col, dotted(path), message, "warning"))
+
+    def has_error(self, path: Path) -> bool:
+        """An error is already reported at ``path`` (a derived problem there would say the same again)."""
+        return any(p.severity == "error" and p.path == dotted(path) for p in self.problems)
+
+    def raw_keys(self, path: Path) -> set[str]:
+        """The keys written under ``path`` in the file."""
+        n = len(path) + 1
+        return {str(k[-1]) for k in self.pos.keys if len(k) == n and k[:-1] == path}
 
 
 def _unknown(what: str, name: Any, choices: list[str] | tuple[str, ...]) -> str:
@@ -165,34 +164,33 @@ class RecipeValidator:
 
     def __init__(self, text: str, file: str, *, registry: Registry | None = None,
                  overrides: Mapping[str, str] | None = None, devices: list[str] | None = None,
-                 max_frames: int | None = None, check_streams: bool = True):
+                 max_frames: int | None = None):
         self.text = text
         self.file = file
         self.registry = registry or default_registry()
         self.overrides = dict(overrides or {})
         self.cli_devices = devices
         self.max_frames = max_frames
-        self.check_streams = check_streams
         self.referenced: set[str] = set()
         self.raw_types: dict[str, Any] = {}
         self.raw_data: Any = None
 
     # ---- top level -------------------------------------------------------------------------------------------
-    def run(self) -> Validated:
+    def run(self) -> Parsed:
         data, pos, issues = load_yaml(self.text)
-        c = self.c = _Checker(self.file, pos)
+        c = self.c = Reporter(self.file, pos)
         for issue in issues:
             c.problems.append(Problem(self.file, issue.line, issue.col, dotted(issue.path), issue.message))
         if data is None:
             if not issues:
                 c.error((), "the file is empty; a recipe needs at least 'version' and 'nodes'")
-            return Validated(None, sort_problems(c.problems))
+            return Parsed(None, c)
         if not isinstance(data, dict):
             kind = {"str": "string", "int": "number", "float": "number", "bool": "true/false"}.get(
                 type(data).__name__, type(data).__name__)
             c.error((), f"a recipe is a mapping of keys (version, nodes, ...), got a {kind}; start the file with "
                     f"'version: {RECIPE_VERSION}' and a 'nodes:' mapping")
-            return Validated(None, sort_problems(c.problems))
+            return Parsed(None, c)
 
         for key in data:
             if key not in TOP_LEVEL_KEYS:
@@ -256,19 +254,7 @@ class RecipeValidator:
             devices=devices,
             queue=queue,
         )
-        result = Validated(recipe, [])
-        from diffusify.graph.build import check_graph
-
-        all_ids = [str(k) for k in nodes_raw]
-        result.order = check_graph(recipe, classes, all_ids, c, self.referenced)
-        self._paths(recipe, classes)
-        self._copy_sources(recipe, classes)
-        if self.check_streams and result.order:
-            self._streams(recipe, classes, result)
-        result.problems = sort_problems(c.problems)
-        if result.errors:
-            result.recipe = recipe  # kept for `graph` output, but callers must check `ok`
-        return result
+        return Parsed(recipe, c, classes, [str(k) for k in nodes_raw], self.referenced, self.max_frames)
 
     # ---- params and interpolation ----------------------------------------------------------------------------
     def _params(self, raw: Any) -> dict[str, Any]:
@@ -424,7 +410,8 @@ class RecipeValidator:
 
         # inputs
         inputs: dict[str, str] = {}
-        ports = cls.inputs + cls.optional_inputs
+        ports = cls.port_names()
+        required = cls.required_ports()
         # each wiring mistake is reported once: a malformed 'input'/'inputs' does not also count as missing ports
         wired = True
         suggested: set[str] = set()  # ports a misspelt port was matched to: not reported again as missing
@@ -435,12 +422,12 @@ class RecipeValidator:
             c.error(path + (key,), f"{type_name} is a source and takes no input; remove '{key}'", key=True)
         elif "input" in raw:
             ref = raw["input"]
-            if len(cls.inputs) > 1:
-                c.error(path + ("input",), f"{type_name} has several ports ({', '.join(cls.inputs)}); use "
-                        f"'inputs: {{{cls.inputs[0]}: ..., {cls.inputs[1]}: ...}}'", key=True)
+            if len(required) > 1:
+                c.error(path + ("input",), f"{type_name} has several ports ({', '.join(required)}); use "
+                        f"'inputs: {{{required[0]}: ..., {required[1]}: ...}}'", key=True)
                 wired = False
             elif self._ref(ref, path + ("input",), all_ids, node_id):
-                inputs[(cls.inputs or cls.optional_inputs)[0]] = ref
+                inputs[ports[0]] = ref
             else:
                 wired = False
         elif "inputs" in raw:
@@ -462,16 +449,16 @@ class RecipeValidator:
                     else:
                         wired = False
         if ports and wired:
-            for port in cls.inputs:
+            for port in required:
                 if port in inputs or port in suggested:
                     continue
-                if len(cls.inputs) == 1 and "inputs" not in raw:
+                if len(required) == 1 and "inputs" not in raw:
                     c.error(path, f"missing 'input': {type_name} needs an input node (add 'input: NODE_ID')",
                             key=True)
                 else:
                     c.error(path, f"missing input port '{port}' of {type_name}; add '{port}: NODE_ID' under "
-                            f"'inputs' (ports: {', '.join(cls.inputs)})", key=True)
-        if not wired or any(port not in inputs for port in cls.inputs):
+                            f"'inputs' (ports: {', '.join(required)})", key=True)
+        if not wired or any(port not in inputs for port in required):
             spec_ok = False
 
         devices: list[str] = []
@@ -539,100 +526,21 @@ class RecipeValidator:
             return False
         return True
 
-    # ---- files -----------------------------------------------------------------------------------------------
-    def _copy_sources(self, recipe: Recipe, classes: Mapping[str, type[Processor]]) -> None:
-        """A writer left to pick the source of its audio and subtitles, in a graph with several, copies none."""
-        kinds = {nid: cls.type_name for nid, cls in classes.items() if nid in recipe.nodes}
-        sources = [nid for nid, kind in kinds.items() if kind == "video.read"]
-        if len(sources) < 2:
-            return
-        for nid, node in recipe.nodes.items():
-            if kinds.get(nid) == "video.write" and getattr(node.params, "copy_streams_from", "") is None:
-                self.c.warn(("nodes", nid, "type"), f"copies no audio, subtitles or chapters: the graph reads "
-                            f"{len(sources)} videos ({', '.join(sources)}); set copy_streams_from to one of "
-                            "them, or to none")
-
-    def _paths(self, recipe: Recipe, classes: Mapping[str, type[Processor]]) -> None:
-        reads: dict[str, str] = {}
-        writes: dict[str, str] = {}
-        for nid, node in recipe.nodes.items():
-            r, w = classes[nid].paths(node.params)
-            if any("\x00" in p for p in r + w):
-                self.c.error(("nodes", nid, "with", "path"), "the path holds a NUL character (\\0), which no file "
-                             "name can; remove it")
-                continue
-            for p in r:
-                reads[os.path.realpath(p)] = nid
-            for p in w:
-                real = os.path.realpath(p)
-                if real in writes:
-                    self.c.error(("nodes", nid, "with", "path"),
-                                 f"node '{writes[real]}' already writes {p}; give each writer its own file")
-                writes[real] = nid
-        for real, nid in writes.items():
-            if real in reads:
-                self.c.error(("nodes", nid, "with", "path"),
-                             f"output path is the input of node '{reads[real]}'; writing it would destroy the "
-                             "source: choose another output path")
-
-    # ---- streams ---------------------------------------------------------------------------------------------
-    def _streams(self, recipe: Recipe, classes: Mapping[str, type[Processor]], result: Validated) -> None:
-        ctx = PlanContext(base_dir=os.path.dirname(self.file) or ".", max_frames=self.max_frames)
-        for nid in result.order:
-            node = recipe.nodes.get(nid)
-            if node is None:
-                continue
-            cls = classes[nid]
-            ins: dict[str, StreamInfo] = {}
-            missing = False
-            for port, ref in node.inputs.items():
-                s = result.streams.get(ref)
-                if s is None:
-                    missing = True
-                    break
-                ins[port] = s
-            result.input_streams[nid] = ins
-            if missing:
-                result.streams[nid] = None
-                continue
-            path: Path = ("nodes", nid)
-            ctx.warnings.clear()
-            try:
-                result.streams[nid] = cls.infer_stream(node.params, ins, ctx)
-            except Exception as e:  # noqa: BLE001 - any failure to plan a node is reported at the node
-                from diffusify.processors.base import StreamError
-
-                result.streams[nid] = None
-                if isinstance(e, StreamError):
-                    if e.param:
-                        where = path + ("with", e.param)
-                    elif e.port:
-                        where = path + (("inputs", e.port) if "inputs" in self._raw_keys(nid) else ("input",))
-                    else:
-                        where = path + ("type",)
-                    # a field already in error (an undefined ${param}) explains this failure too
-                    if not any(p.severity == "error" and p.path == dotted(where) for p in self.c.problems):
-                        self.c.error(where, str(e))
-                else:
-                    self.c.error(path + ("type",), f"cannot plan this node: {type(e).__name__}: {e}")
-            for param, message in ctx.warnings:
-                self.c.warn(path + (("with", param) if param else ("type",)), message)
-
-    def _raw_keys(self, nid: str) -> set[str]:
-        return {k[2] for k in self.c.pos.keys if len(k) == 3 and k[:2] == ("nodes", nid)}
 
 
-def validate_text(text: str, file: str = "<recipe>", **kwargs: Any) -> Validated:
-    """Validate a recipe given as text. See :class:`RecipeValidator` for the keyword arguments."""
+def parse_text(text: str, file: str = "<recipe>", **kwargs: Any) -> Parsed:
+    """Read a recipe given as text. See :class:`RecipeValidator` for the keyword arguments."""
     return RecipeValidator(text, file, **kwargs).run()
 
 
-def validate_file(path: str, **kwargs: Any) -> Validated:
-    """Validate a recipe file; an unreadable file is reported as a problem, not raised."""
+def parse_file(path: str, **kwargs: Any) -> Parsed:
+    """Read a recipe file; an unreadable file is reported as a problem, not raised."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        return Validated(None, [Problem(path, 0, 0, "", f"cannot read the recipe: {reason}")])
-    return validate_text(text, path, **kwargs)
+        reporter = Reporter(path, Positions())
+        reporter.problems.append(Problem(path, 0, 0, "", f"cannot read the recipe: {reason}"))
+        return Parsed(None, reporter)
+    return parse_text(text, path, **kwargs)

@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from diffusify.cli import cli
-from diffusify.spec.problems import sort_problems
-from diffusify.spec.validate import Validated, validate_file
+from diffusify.core.problems import sort_problems
+from diffusify.graph.validate import Validated, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = sorted((ROOT / "tests" / "fixtures" / "broken").glob("*.yaml"))
