@@ -18,7 +18,7 @@ from diffusify.core.frame import Frame
 from diffusify.core.stream import StreamInfo
 from diffusify.io import ImageSequenceWriter, MediaError, VideoReader, VideoWriter, probe
 from diffusify.io.ffmpeg import run_ffmpeg
-from diffusify.io.reader import PlanePacker
+from diffusify.io.pixels import PlanePacker
 from tests._media import count_decodable_frames, make_av_clip, make_clip, stream_span
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,6 +13,8 @@ import pytest
 from diffusify.processors.base import Processor
 from diffusify.processors.registry import Registry, RegistryError, default_registry
 
+pytestmark = pytest.mark.slow  # installs a plugin and runs the command in subprocesses
+
 PLUGIN = '''
 from pydantic import Field
 from diffusify import Params, Processor

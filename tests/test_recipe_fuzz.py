@@ -24,6 +24,8 @@ from diffusify.core.problems import sort_problems
 from diffusify.graph.validate import Validated, validate_text
 from diffusify.processors.registry import default_registry
 
+pytestmark = pytest.mark.slow  # many generated cases; CI runs slow tests too
+
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TYPES = default_registry().names()

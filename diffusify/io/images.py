@@ -156,7 +156,7 @@ class ImageSequenceReader:
     ) -> None:
         import torch
 
-        from diffusify.io.reader import FrameBuffer
+        from diffusify.io.pixels import FrameBuffer
 
         self.source = os.fspath(pattern_or_dir)
         files = list_images(pattern_or_dir)
@@ -224,7 +224,7 @@ class ImageSequenceReader:
 
     def __next__(self) -> Frame:
         from diffusify.core.frame import Frame
-        from diffusify.io.reader import planes_to_tensor
+        from diffusify.io.pixels import planes_to_tensor
 
         if self._next >= len(self.files):
             self.close()

@@ -1,5 +1,10 @@
 """Encoding RGB float frames into a video file, with the source's other streams copied along.
 
+:class:`VideoWriter` owns the ffmpeg encoder: its command (pixel formats, colour and HDR options), the frames
+written to it, closing or aborting it, and checking the file it made. Which of the source's streams are copied
+along, and how, is decided in :mod:`diffusify.io.streamcopy`; frames are packed to bytes in
+:mod:`diffusify.io.pixels`.
+
 Frames go to an ffmpeg child on its stdin: raw ``rgb24``/``rgb48le`` at a constant rate, or, when every frame's
 own timestamp must be kept, a minimal Matroska stream carrying them (:mod:`diffusify.io.mkvpipe`). The RGB to
 YUV conversion uses the stream's matrix and range explicitly and the output is tagged with them.
@@ -11,8 +16,6 @@ EOF on its stdin and finalises the container with the frames it received: the ou
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,21 +37,11 @@ from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
 from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
-from diffusify.io.probe import MediaInfo, MediaStream, probe
-from diffusify.io.reader import PlanePacker
-from diffusify.io.subtitles import TEXT_CODECS, cut_text_subtitles
+from diffusify.io.pixels import PlanePacker
+from diffusify.io.probe import MediaInfo, probe
+from diffusify.io.streamcopy import StreamCopy
 
 __all__ = ["VideoWriter", "WriteResult"]
-
-
-# Audio codecs a muxer rejects in stream copy, and what to re-encode them to.
-# Lossless audio stays lossless (FLAC in mp4, ALAC in mov, PCM in avi).
-_AUDIO_REJECTED: dict[str, dict[str, str]] = {
-    "mp4": {"truehd": "flac"},
-    "mov": {"flac": "alac", "truehd": "alac", "opus": "aac"},
-    "avi": {"truehd": "pcm_s24le", "alac": "pcm_s24le", "opus": "aac", "vorbis": "aac"},
-}
-_WEBM_AUDIO = frozenset({"opus", "vorbis"})
 
 
 @dataclass
@@ -120,11 +113,7 @@ class VideoWriter:
         self._last_pts: Fraction | None = None
         self._proc: FFmpegProcess | None = None
         self._result: WriteResult | None = None
-        self._copy_seeks = False
-        self._copy_cut = Fraction(0)
-        self._copy_length: Fraction | None = None
-        self._video_delay = Fraction(0)  # the video's start after the copied streams' (-itsoffset)
-        self._scratch: Path | None = None  # cut subtitle files, removed when the encoder has finished
+        self._copy: StreamCopy | None = None  # its cut subtitle files are removed when the encoder has finished
 
         suffix = self.path.suffix.lower()
         problem = writer_problem(codec, suffix, pix_fmt=pix_fmt, preset=preset, crf=crf, stream=stream,
@@ -237,10 +226,12 @@ class VideoWriter:
     ) -> list[str]:
         s = self.stream
         args = ["-v", "warning", "-nostats", "-y" if overwrite else "-n"]
-        copy_input = self._copy_input(copy_from, copy_range) if copy_from is not None else []
-        if self._video_delay > 0:
+        if copy_from is not None:
+            self._copy = StreamCopy(copy_from, self.path, self._suffix, copy_range)
+        video_delay = self._copy.video_delay if self._copy is not None else Fraction(0)
+        if video_delay > 0:
             # the source's video starts after its other streams: keep it that far in, or they would drift apart
-            args += ["-itsoffset", f"{float(self._video_delay):.6f}"]
+            args += ["-itsoffset", f"{float(video_delay):.6f}"]
         if self._mkv is not None:
             args += ["-f", "matroska", "-i", "pipe:0"]
         else:
@@ -258,9 +249,10 @@ class VideoWriter:
             args += ["-i", "pipe:0"]
 
         copy_args: list[str] = []
-        if copy_from is not None:
-            args += copy_input
-            cut_inputs, copy_args = self._copy_maps(copy_from)
+        if self._copy is not None:
+            args += self._copy.input_args
+            cut_inputs, copy_args = self._copy.maps()
+            self.warnings += self._copy.warnings
             args += cut_inputs
 
         filters, tags = self._color_args()
@@ -294,7 +286,7 @@ class VideoWriter:
             # Keep every frame's own time: no duplication or dropping towards a constant rate, and the pipe's
             # microsecond time base on the encoder instead of 1/rate, which would round the times to a grid.
             args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
-        elif self._video_delay > 0:
+        elif video_delay > 0:
             # cfr would fill the delay with copies of the first frame; the raw input's times are constant already
             args += ["-fps_mode", "passthrough"]
         else:
@@ -327,111 +319,6 @@ class VideoWriter:
                 extra_args[at + 1] = f"{value}:{extra_args[at + 1]}"
                 return []
         return [flag, value]
-
-    def _copy_input(
-        self, source: MediaInfo, copy_range: tuple[Fraction, Fraction | None] | None
-    ) -> list[str]:
-        args: list[str] = []
-        # Where the video starts in the container (whose other streams may start before it, at 0).
-        offset = max(Fraction(0), source.video_start - Fraction(source.start_time).limit_denominator(1000000))
-        begin, end = (Fraction(copy_range[0]), copy_range[1]) if copy_range is not None else (Fraction(0), None)
-        if begin > 0:
-            # Cut: the copied streams start at the first kept frame, as the video does.
-            self._copy_seeks = True
-            # -ss counts from the container start; the range is on the video's timeline.
-            self._copy_cut = begin + offset
-            args += ["-ss", f"{float(self._copy_cut):.6f}"]
-        else:
-            # Whole from the start: the video keeps its place after the other streams' lead-in.
-            self._video_delay = offset
-        if end is not None:
-            length = Fraction(end) - begin
-            if length <= 0:
-                raise MediaError(f"{self.path}: empty copy range {float(begin)}..{float(end)} s")
-            self._copy_length = length
-            args += ["-t", f"{float(length + self._video_delay):.6f}"]
-        return [*args, "-i", file_arg(source.path)]
-
-    def _copy_maps(self, source: MediaInfo) -> tuple[list[str], list[str]]:
-        """Inputs, maps and codec options for the source's audio, subtitle and attachment streams.
-
-        Text subtitles behind a cut come from files of their own (see :mod:`diffusify.io.subtitles`), so that the
-        line on screen at the cut is kept; they take their tags and flags from the source's stream.
-
-        Returns:
-            ``(extra inputs, output options)``.
-        """
-        inputs: list[str] = []
-        maps: list[str] = []
-        codecs: list[str] = []
-        metadata: list[str] = []
-        out_index = 1
-        muxer = self._muxer
-        name = source.path
-
-        cut: dict[int, list[str]] = {}
-        text = [(st.index, st.codec) for st in source.streams if st.kind == "subtitle" and st.codec in TEXT_CODECS]
-        if self._copy_seeks and text and muxer in ("matroska", "mp4", "mov", "webm"):
-            self._scratch = Path(tempfile.mkdtemp(prefix="diffusify-subtitles-"))
-            cut = cut_text_subtitles(name, text, cut=self._copy_cut, length=self._copy_length, folder=self._scratch)
-
-        def add(stream: MediaStream, codec: str) -> None:
-            nonlocal out_index
-            # Output stream 0 is the video from the pipe; the copied streams follow in mapping order.
-            if stream.index in cut:
-                inputs.extend(cut[stream.index])
-                maps.extend(["-map", f"{1 + inputs.count('-i')}:0"])
-                metadata.extend([f"-disposition:{out_index}", "+".join(stream.disposition) or "0"])
-            else:
-                maps.extend(["-map", f"1:{stream.index}"])
-            codecs.extend([f"-c:{out_index}", codec])
-            # Stream tags (language, title, an attachment's file name) from the source's stream. Once one stream
-            # is mapped by hand ffmpeg copies none by itself, so every copied stream gets its mapping.
-            metadata.extend([f"-map_metadata:s:{out_index}", f"1:s:{stream.index}"])
-            out_index += 1
-
-        for st in source.streams:
-            if st.kind == "audio":
-                target = "copy"
-                if muxer == "webm" and st.codec not in _WEBM_AUDIO:
-                    target = "libopus"
-                elif st.codec in _AUDIO_REJECTED.get(muxer, {}):
-                    target = _AUDIO_REJECTED[muxer][st.codec]
-                if target != "copy":
-                    self.warnings.append(
-                        f"{self.path}: {name} audio stream {st.index} ({st.codec}) cannot be stored in "
-                        f"{self._suffix}; re-encoded to {target}"
-                    )
-                add(st, target)
-            elif st.kind == "subtitle":
-                if muxer == "matroska":
-                    add(st, "copy")
-                elif muxer in ("mp4", "mov") and st.codec in TEXT_CODECS:
-                    add(st, "mov_text")
-                elif muxer == "webm" and st.codec in TEXT_CODECS:
-                    add(st, "webvtt")
-                else:
-                    self.warnings.append(
-                        f"{self.path}: {name} subtitle stream {st.index} ({st.codec}) cannot be stored in "
-                        f"{self._suffix}; dropped (use .mkv to keep it)"
-                    )
-            elif st.kind == "attachment":
-                if muxer == "matroska":
-                    add(st, "copy")
-                else:
-                    self.warnings.append(
-                        f"{self.path}: {name} attachment stream {st.index} ({st.codec}) cannot be stored in "
-                        f"{self._suffix}; dropped (use .mkv to keep it)"
-                    )
-        args = maps + codecs + metadata + ["-map_metadata", "1", "-map_chapters", "1"]
-        if self._copy_seeks:
-            # The seek lands on a keyframe before the cut; without this the copied packets from before it are
-            # kept, and the muxer shifts every stream, video included, to make their times non-negative.
-            args += ["-copypriorss", "0"]
-        video = next((st for st in source.streams if st.index == source.video_index), None)
-        if video is not None and video.language:
-            args += ["-metadata:s:v:0", f"language={video.language}"]
-        return inputs, args
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -582,9 +469,8 @@ class VideoWriter:
         return WriteResult(str(self.path), self._frames, duration, list(self.warnings))
 
     def _remove_scratch(self) -> None:
-        scratch, self._scratch = self._scratch, None
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if self._copy is not None:
+            self._copy.remove_scratch()
 
     @property
     def frames(self) -> int:

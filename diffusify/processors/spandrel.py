@@ -68,7 +68,7 @@ def resolve_model(name: str) -> str:
 
 def _conversion_meta(path: str) -> tuple[float | None, str | None]:
     """Post-scale and its resize mode carried by models converted from ncnn (None for others)."""
-    from diffusify.weights.ncnn import read_metadata
+    from diffusify.weights.ncnn.metadata import read_metadata
 
     try:
         meta = read_metadata(path)
@@ -281,7 +281,7 @@ class SpandrelProcessor(Processor):
                 self.tile_backoffs = getattr(self, "tile_backoffs", 0) + 1
         y = crop_padding(y, pads, m["scale"])
         if m["post_scale"]:
-            from diffusify.weights.ncnn import apply_post_scale
+            from diffusify.weights.ncnn.metadata import apply_post_scale
 
             # resize the unclamped output, as the converted graph's own Interp step does, then clamp
             y = apply_post_scale(y, m["post_scale"], m.get("post_resize") or "bicubic")
