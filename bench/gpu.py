@@ -20,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusify import run  # noqa: E402
+from diffusify import run, tune_process  # noqa: E402
+
+tune_process()  # as the command line does: these figures are the engine's as `diffusify run` runs it
 
 MODEL = ROOT / "weights" / "realesr-animevideov3-x2.safetensors"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}

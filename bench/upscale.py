@@ -20,10 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusify import run  # noqa: E402
+from diffusify import run, tune_process  # noqa: E402
 from diffusify.io.probe import probe  # noqa: E402
 from diffusify.io.reader import VideoReader  # noqa: E402
 from diffusify.processors.spandrel import load_descriptor  # noqa: E402
+
+tune_process()  # as the command line does: these figures are the engine's as `diffusify run` runs it
 
 MODEL = ROOT / "weights" / "realesr-animevideov3-x2.safetensors"
 CLIP = ROOT / "examples" / "media" / "sample.mp4"

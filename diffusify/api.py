@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -79,9 +80,12 @@ def validate(paths: Iterable[str]) -> list[Problem]:
 def plan(recipe: RecipeSource, *, input: str | None = None, output: str | None = None,
          set: Mapping[str, str] | None = None, devices: Sequence[str] | None = None, max_frames: int | None = None,
          overwrite: bool = False, registry: Registry | None = None,
-         segment: Segment | tuple[int, int | None] | None = None) -> tuple[Plan, Validated]:
+         segment: Segment | tuple[int, int | None] | None = None,
+         check_outputs: bool = True, strict: bool = False) -> tuple[Plan, Validated]:
     """Validate and plan a recipe. Raises :class:`RecipeError` (with every problem) when it is invalid, and
-    :class:`UsageError` for what only shows when planning (a missing GPU, an existing output)."""
+    :class:`UsageError` for what only shows when planning (a missing GPU, an existing output: with
+    ``check_outputs=False`` those are listed in ``Plan.existing`` instead, for a dry run). ``strict``: warnings
+    are errors too."""
     from diffusify.runtime.plan import build_plan
 
     seg = _segment(segment)
@@ -89,8 +93,10 @@ def plan(recipe: RecipeSource, *, input: str | None = None, output: str | None =
               registry=registry, segment=seg)
     if not v.ok:
         raise RecipeError(v.problems)
+    if strict and v.warnings:
+        raise RecipeError([dataclasses.replace(p, severity="error") for p in v.problems])
     return build_plan(v, cli_devices=list(devices) if devices else None,
-                      options=RunOptions(overwrite=overwrite, segment=seg)), v
+                      options=RunOptions(overwrite=overwrite, segment=seg), check_outputs=check_outputs), v
 
 
 def start(recipe: RecipeSource, *, input: str | None = None, output: str | None = None,

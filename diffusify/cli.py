@@ -10,15 +10,16 @@ from typing import Any
 
 import click
 
-from diffusify.core.errors import DiffusifyError, Interrupted, PipelineError, RecipeError
+from diffusify.core.errors import DiffusifyError, Interrupted, PipelineError, RecipeError, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 _STANDALONE = False  # set by main(): this process is the command, not a host calling it
 
 
 def _fail(message: str, code: int, *, fast: bool = False) -> None:
-    """Print ``diffusify: message`` and exit with ``code``. ``fast`` (the command's own process only) leaves
-    without the interpreter's teardown."""
+    """Print ``diffusify: message`` (always one line) and exit with ``code``. ``fast`` (the command's own process
+    only) leaves without the interpreter's teardown."""
+    message = one_line(message)
     if not (fast and _STANDALONE):  # in-process callers (tests, an embedding app) get a normal exit
         click.echo(f"diffusify: {message}", err=True)
         sys.exit(code)
@@ -60,26 +61,32 @@ def cli() -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-i", "--input", "input_", metavar="FILE", help="Set the recipe's 'input' param.")
 @click.option("-o", "--output", metavar="FILE", help="Set the recipe's 'output' param.")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a param (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Override a param, or a node parameter as NODE.PARAM=VALUE (repeatable).")
 @click.option("--device", metavar="LIST", help="Devices for nodes without their own: auto, cpu, cuda:0,cuda:1...")
 @click.option("--dry-run", is_flag=True, help="Print the plan (devices, queues, streams, memory) and stop.")
 @click.option("--json-events", is_flag=True, help="Write JSON-lines events to stdout (for programs).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--max-frames", type=click.IntRange(min=1), metavar="N", help="Read at most N frames per source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("--strict", is_flag=True, help="Treat the recipe's warnings as errors (a truncated source...).")
 def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ...], device: str | None,
-        dry_run: bool, json_events: bool, overwrite: bool, max_frames: int | None, quiet: bool) -> None:
+        dry_run: bool, json_events: bool, overwrite: bool, max_frames: int | None, quiet: bool,
+        strict: bool) -> None:
     """Run RECIPE. Validates first; Ctrl-C stops cleanly (outputs stay playable)."""
     from diffusify import api
     from diffusify.runtime.events import JsonEvents, ProgressDisplay
+    from diffusify.runtime.tuning import tune_process
 
     overrides = _parse_sets(sets)
-    # In the command's own process, signals are recorded from here on and acted on at safe points: never as an
-    # exception raised inside an import or a model load. A host calling the command in-process keeps its own.
-    signals = _Signals() if _STANDALONE else None
+    # In the command's own process the signal handlers were installed first thing (main); they never raise, so
+    # no signal lands as an exception inside an import or a model load. A host calling in-process keeps its own.
+    signals = _SIGNALS if _STANDALONE else None
+    if signals is not None:
+        signals.json = json_events
     try:
         plan, v = api.plan(recipe, input=input_, output=output, set=overrides, devices=_devices(device),
-                           max_frames=max_frames, overwrite=overwrite)
+                           max_frames=max_frames, overwrite=overwrite, check_outputs=not dry_run, strict=strict)
         if dry_run:
             _print_problems(v.warnings)
             if json_events:
@@ -87,10 +94,10 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
             else:
                 click.echo("\n".join(plan.describe()))
             return
-        if signals is not None and signals.count:
-            raise KeyboardInterrupt
         hooks = [JsonEvents(sys.stdout)] if json_events else [ProgressDisplay(sys.stderr, quiet=quiet)]
-        _reuse_heap()
+        tune_process()
+        if signals is not None:
+            signals.launching = True  # from here a signal is acted on by the run: it finalises what it wrote
         handle = api.launch(plan, warnings=v.warnings, hooks=hooks)
         if signals is not None:
             signals.attach(handle)
@@ -147,7 +154,8 @@ def validate(recipes: tuple[str, ...], fmt: str, strict: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "json"]), default="text")
 @click.option("-i", "--input", "input_", metavar="FILE", help="Set the recipe's 'input' param.")
 @click.option("-o", "--output", metavar="FILE", help="Set the recipe's 'output' param.")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a param (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Override a param, or a node parameter as NODE.PARAM=VALUE (repeatable).")
 def graph(recipe: str, fmt: str, input_: str | None, output: str | None, sets: tuple[str, ...]) -> None:
     """Print the resolved DAG of RECIPE with the stream info of every node."""
     from diffusify.api import check
@@ -201,17 +209,21 @@ def schema() -> None:
 
 
 class _Signals:
-    """SIGINT/SIGTERM for the ``run`` command: the first stops the run gracefully (drain, finalise), the second
-    at once. A signal before the run exists is only counted, and the command stops at its next safe point with
-    exit 130; a handler never raises, so no signal can land as an exception inside an import or a model load.
-    Handlers stay installed until the process exits: a second Ctrl-C just after a drained run has finished
-    changes nothing."""
+    """SIGINT/SIGTERM in the command's own process, installed before anything else is imported.
+
+    Before a run is launched nothing has been written, so a signal ends the command at once: one line (and an
+    ``interrupted`` event with ``--json-events``), exit 130. Once a run is launched the first signal stops it
+    gracefully (drain, finalise) and the second at once. The handler never raises, so no signal can land as an
+    exception inside an import, a model load or an interpreter lock. It stays installed until the process exits:
+    a second Ctrl-C just after a drained run has finished changes nothing."""
 
     def __init__(self) -> None:
         import signal
 
         self.count = 0
         self.name = ""
+        self.json = False
+        self.launching = False
         self._run: Any = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handler)
@@ -228,33 +240,23 @@ class _Signals:
         self.name = signal.Signals(signum).name
         if self._run is not None:
             self._run.cancel(now=self.count > 1, reason=self.name)
+        elif not self.launching:
+            # os.write, not print: the main thread may be inside a write to the same buffered stream
+            message = "interrupted before the run started; nothing was written"
+            if self.json:
+                os.write(1, (json.dumps({"event": "interrupted", "message": message}) + "\n").encode())
+            os.write(2, f"diffusify: {message}\n".encode())
+            os._exit(EXIT_INTERRUPTED)
 
 
-def _reuse_heap() -> None:
-    """Keep freed frame buffers in the process heap (glibc) instead of returning them to the kernel.
-
-    Every frame allocates tens of megabytes; glibc serves such blocks with mmap by default, so each frame pays
-    for fresh page faults on every buffer it touches (measured: most of the system time of a 1080p run).
-    Queues bound the number of live frames, so the heap stays bounded too. A process-wide setting: the command
-    makes it, never the library."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum
-        libc.mallopt(m_trim_threshold, 1 << 30)
-        libc.mallopt(m_top_pad, 64 << 20)
-    except (OSError, AttributeError):
-        pass
+_SIGNALS: _Signals | None = None
 
 
 def main() -> None:
     """Console-script entry point."""
-    global _STANDALONE
+    global _STANDALONE, _SIGNALS
     _STANDALONE = True
+    _SIGNALS = _Signals()
     try:
         from diffusify.weights.cli import weights
 

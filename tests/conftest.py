@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_DEVICE = os.environ.get("DIFFUSIFY_TEST_DEVICE", "cpu")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Model facts and downloads go to a folder of this test session, never the user's cache."""
+    os.environ.setdefault("DIFFUSIFY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(autouse=True)
 def _auto_device(monkeypatch: pytest.MonkeyPatch) -> None:
     from diffusify.runtime import plan

@@ -229,7 +229,7 @@ def test_run_input_flag_without_an_input_param(runner: CliRunner, pattern_recipe
     result = runner.invoke(cli, ["run", "--dry-run", pattern_recipe, "-i", "clip.mp4"])
     assert result.exit_code == 2
     assert (
-        "<command line>: -i: the recipe has no parameter 'input' (declare 'input:' under params)"
+        "<command line>: -i: the recipe has no parameter 'input' (its params: frames, output, scale); declare 'input:' under params"
         in result.stderr
     )
 

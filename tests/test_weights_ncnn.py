@@ -12,14 +12,10 @@ import torch.nn.functional as F
 from spandrel import ModelLoader
 
 from diffusify.weights.errors import WeightsError
-from diffusify.weights.ncnn import (
-    TAG_FP16,
-    apply_post_scale,
-    import_ncnn,
-    parse_param,
-    read_metadata,
-    read_post_scale,
-)
+from diffusify.weights.ncnn.blobs import TAG_FP16
+from diffusify.weights.ncnn.convert import import_ncnn
+from diffusify.weights.ncnn.metadata import apply_post_scale, read_metadata, read_post_scale
+from diffusify.weights.ncnn.parser import parse_param
 
 # --------------------------------------------------------------------------------------------------------
 # a tiny ncnn writer
@@ -539,7 +535,7 @@ def test_miswired_graph_is_caught_by_running_it(tmp_path: Path) -> None:
 
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from diffusify.weights.ncnn import main
+    from diffusify.weights.ncnn.cli import main
 
     param, weights, _ = compact_ncnn(tmp_path, scale=4, post=0.5)
     out = tmp_path / "cli.safetensors"

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from diffusify.core.problems import Problem
 
 
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line: line breaks and runs of spaces folded to one space, and cut at ``limit`` characters
+    (a state-dict mismatch or an ffmpeg log can run to pages; the first part names the problem)."""
+    folded = " ".join(str(text).split())
+    return folded if len(folded) <= limit else folded[: limit - 1].rstrip() + "…"
+
+
 class DiffusifyError(Exception):
     """Base class of every error the engine reports as one clean line."""
 
@@ -51,8 +58,8 @@ class PipelineError(DiffusifyError):
             where.append(f"node '{node}'" + (f" ({node_type})" if node_type else ""))
         if frame is not None:
             where.append(f"frame {frame}")
-        self.detail = message
-        super().__init__((" at ".join(where) + ": " if where else "") + message)
+        self.detail = one_line(message)
+        super().__init__((" at ".join(where) + ": " if where else "") + self.detail)
 
 
 class Interrupted(DiffusifyError):

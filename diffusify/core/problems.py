@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from diffusify.core.errors import one_line
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -32,7 +34,7 @@ class Problem:
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
         tag = "warning: " if self.severity == "warning" else ""
         path = f"{self.path}: " if self.path else ""
-        return f"{where}: {tag}{path}{self.message}"
+        return one_line(f"{where}: {tag}{path}{self.message}", limit=2000)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -59,10 +61,25 @@ def _edits(a: str, b: str) -> int:
     return prev[-1]
 
 
+SUGGEST_MAX_LEN = 64
+"""Names longer than this get no suggestion: a typo is a short word's mistake, and comparing long strings costs
+the product of their lengths."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string.
+
+    Bounded work: only names up to :data:`SUGGEST_MAX_LEN` characters are compared, and only with candidates of a
+    length that can reach the similarity cutoff, so a huge recipe or a 50,000-character id cannot make
+    validation slow."""
     name = str(name)
-    close = difflib.get_close_matches(name, sorted({str(c) for c in choices}), n=3, cutoff=0.6)
+    n = len(name)
+    if not n or n > SUGGEST_MAX_LEN:
+        return ""
+    # difflib's ratio 2M/(n+m) reaches the 0.6 cutoff only when 3n/7 <= m <= 7n/3: others cannot match
+    plausible = sorted({c for c in map(str, choices) if 3 * n <= 7 * len(c) <= 49 * n // 3 + 7
+                        and len(c) <= SUGGEST_MAX_LEN})
+    close = difflib.get_close_matches(name, plausible, n=3, cutoff=0.6)
     if not close:
         return ""
     best = min(close, key=lambda c: _edits(name, c))  # min keeps difflib's order among equals

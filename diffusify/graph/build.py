@@ -17,6 +17,7 @@ from typing import Any
 import networkx as nx
 
 from diffusify.core.stream import StreamInfo
+from diffusify.io.paths import identity, inside
 from diffusify.processors.base import PlanContext, Processor, Segment, StreamError
 from diffusify.recipe.model import QueueBudget, Recipe
 from diffusify.recipe.validate import Parsed, Reporter
@@ -163,27 +164,37 @@ def build_graph(parsed: Parsed, *, check_streams: bool = True, segment: Segment 
 
 # ---- files ------------------------------------------------------------------------------------------------------
 def _paths(graph: Graph, report: Reporter) -> None:
-    reads: dict[str, str] = {}
-    writes: dict[str, str] = {}
+    """No output may be an input under any name (a symbolic link, a hard link, ``a/../b``), nor a folder that
+    holds files some node reads; no two writers share an output."""
+    reads: list[tuple[tuple[object, ...], str, str]] = []
+    writes: dict[tuple[object, ...], str] = {}
+    outputs: list[tuple[GraphNode, str, tuple[object, ...]]] = []
     for n in graph:
         r, w = n.cls.paths(n.params)
         if any("\x00" in p for p in r + w):
             report.error(("nodes", n.id, "with", "path"), "the path holds a NUL character (\\0), which no file "
                          "name can; remove it")
             continue
-        for p in r:
-            reads[os.path.realpath(p)] = n.id
+        reads += [(identity(p), p, n.id) for p in n.cls.input_files(n.params)]
         for p in w:
-            real = os.path.realpath(p)
-            if real in writes:
+            key = identity(p)
+            if key in writes:
                 report.error(("nodes", n.id, "with", "path"),
-                             f"node '{writes[real]}' already writes {p}; give each writer its own file")
-            writes[real] = n.id
-    for real, nid in writes.items():
-        if real in reads:
-            report.error(("nodes", nid, "with", "path"),
-                         f"output path is the input of node '{reads[real]}'; writing it would destroy the "
-                         "source: choose another output path")
+                             f"node '{writes[key]}' already writes {p}; give each writer its own file")
+            writes[key] = n.id
+            outputs.append((n, p, key))
+    for n, p, key in outputs:
+        for rkey, rpath, rnode in reads:
+            if rkey == key:
+                report.error(("nodes", n.id, "with", "path"),
+                             f"output path is the input of node '{rnode}' ({rpath}); writing it would destroy the "
+                             "source: choose another output path")
+                break
+            if n.cls.output_kind == "folder" and inside(rpath, p):
+                report.error(("nodes", n.id, "with", "path"),
+                             f"{p} holds files that node '{rnode}' reads ({rpath}); writing into it could "
+                             "replace the source: choose another folder")
+                break
 
 
 def _copy_sources(graph: Graph, report: Reporter) -> None:
@@ -229,6 +240,7 @@ def _streams(graph: Graph, parsed: Parsed, segment: Segment | None) -> None:
         if not _port_kinds(n, ins, report):
             continue
         ctx.warnings.clear()
+        ctx.errors.clear()
         ctx.node = n.id
         try:
             n.output = n.cls.infer_stream(n.params, ins, ctx)
@@ -246,6 +258,8 @@ def _streams(graph: Graph, parsed: Parsed, segment: Segment | None) -> None:
                     report.error(where, str(e))
             else:
                 report.error(path + ("type",), f"cannot plan this node: {type(e).__name__}: {e}")
+        for param, message in ctx.errors:
+            report.error(path + (("with", param) if param else ("type",)), message)
         for param, message in ctx.warnings:
             report.warn(path + (("with", param) if param else ("type",)), message)
 

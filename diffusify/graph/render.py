@@ -23,7 +23,10 @@ def render_text(v: Validated) -> str:
         node = v.recipe.nodes[nid]
         ins = ", ".join(f"{p} <- {r}" for p, r in node.inputs.items())
         s = v.streams.get(nid)
-        out = s.describe() if s is not None else ("file" if not s and not ins else "-")
+        g = v.graph.nodes[nid] if v.graph is not None else None
+        writes = g.cls.describe_output(g.params, g.input_streams, g.refs(v.graph)) if g is not None and \
+            g.cls.is_sink and v.graph is not None else ""
+        out = s.describe() if s is not None else (writes or ("file" if not ins else "-"))
         extra = f" x{node.replicas}" if node.replicas > 1 else ""
         dev = f" on {','.join(node.devices)}" if node.devices else ""
         lines.append(f"  {nid} [{node.type}]{extra}{dev}" + (f"  ({ins})" if ins else ""))

@@ -10,6 +10,7 @@ import difflib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from diffusify.core.stream import ColorInfo, StreamInfo
 from diffusify.io.ffmpeg import encoder_pix_fmts
@@ -28,6 +29,7 @@ __all__ = [
     "quality_problem",
     "size_problem",
     "writer_problem",
+    "writer_problems",
 ]
 
 
@@ -288,7 +290,7 @@ def quality_problem(codec: str, crf: int) -> str | None:
     return None if low <= crf <= high else f"{codec} takes crf {low} to {high} (got {crf}; lower is better quality)"
 
 
-def writer_problem(
+def writer_problems(
     codec: str,
     suffix: str,
     *,
@@ -297,8 +299,8 @@ def writer_problem(
     crf: int | None,
     stream: StreamInfo | None,
     vfr: bool,
-) -> tuple[str, str] | None:
-    """The first problem with a video writer's settings: what validation reports and the writer refuses.
+) -> list[tuple[str, str]]:
+    """Every problem with a video writer's settings: what validation reports and the writer refuses.
 
     Args:
         codec: the encoder.
@@ -310,19 +312,27 @@ def writer_problem(
         vfr: its frames keep their own timestamps.
 
     Returns:
-        ``(the parameter it is about, message naming the fix)``, or None.
+        ``(the parameter it is about, message naming the fix)`` for each problem, in that order.
     """
+    out: list[tuple[str, str]] = []
     wrong = container_problem(codec, suffix, vfr=vfr)
     if wrong is not None:
-        return wrong
+        out.append(wrong)
     if preset is not None and (problem := preset_problem(codec, preset)):
-        return "preset", problem
+        out.append(("preset", problem))
     if crf is not None and (problem := quality_problem(codec, crf)):
-        return "crf", problem
-    if pix_fmt is not None and (problem := pix_fmt_problem(codec, pix_fmt)):
-        return "pix_fmt", problem
-    if stream is not None:
+        out.append(("crf", problem))
+    bad_pix_fmt = pix_fmt is not None and (problem := pix_fmt_problem(codec, pix_fmt))
+    if bad_pix_fmt:
+        out.append(("pix_fmt", problem))
+    elif stream is not None:
         chosen = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
         if problem := size_problem(codec, chosen, stream.width, stream.height):
-            return ("pix_fmt" if pix_fmt else "codec"), problem
-    return None
+            out.append((("pix_fmt" if pix_fmt else "codec"), problem))
+    return out
+
+
+def writer_problem(codec: str, suffix: str, **settings: Any) -> tuple[str, str] | None:
+    """The first of :func:`writer_problems`, or None."""
+    problems = writer_problems(codec, suffix, **settings)
+    return problems[0] if problems else None

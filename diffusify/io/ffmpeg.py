@@ -55,7 +55,11 @@ def file_arg(path: str | os.PathLike[str]) -> str:
     Returns:
         The argument for ffmpeg.
     """
-    return "file:" + os.path.abspath(os.fspath(path))
+    # the folder resolved as the system resolves it (abspath would collapse "lnk/.." by text, and name another file
+    # than the one every check of ours looked at)
+    text = os.fspath(path)
+    folder, name = os.path.split(text)
+    return "file:" + os.path.join(os.path.realpath(folder or "."), name)
 
 
 def prepare_output(path: str | os.PathLike[str], *, folder: bool = False) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg, prepare_output
+from diffusify.io.paths import require_regular, unsafe_name
 from diffusify.io.probe import probe
 
 if TYPE_CHECKING:
@@ -78,7 +79,43 @@ def list_images(pattern_or_dir: str | os.PathLike[str]) -> list[Path]:
         raise MediaError(f"{text}: no such folder or image")
     if not files:
         raise MediaError(f"{text}: no PNG or TIFF images found")
+    for f in files:
+        why = unsafe_name(f)
+        if why is not None:
+            raise MediaError(f"{os.fspath(f)!r}: the file name {why}, which ffmpeg's list of inputs cannot hold "
+                             "safely; rename the file")
+        require_regular(f, "an image of a sequence")
+        _check_signature(f)
     return sorted(files, key=_natural_key)
+
+
+_SIGNATURES = {
+    ".png": (b"\x89PNG\r\n\x1a\n",), ".tif": (b"II*\x00", b"MM\x00*"), ".tiff": (b"II*\x00", b"MM\x00*"),
+    ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",), ".bmp": (b"BM",), ".webp": (b"RIFF",),
+}
+
+
+def _check_signature(path: Path) -> None:
+    """Refuse a file whose first bytes are not its format's: the decoder would skip it silently and the frames
+    after it would be numbered wrong (an error then names the wrong file)."""
+    signatures = _SIGNATURES.get(path.suffix.lower())
+    if not signatures:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not any(head.startswith(sig) for sig in signatures) or (path.suffix.lower() == ".webp"
+                                                               and head[8:12] != b"WEBP"):
+        raise MediaError(f"{path}: is not a {path.suffix.lstrip('.').upper()} image (its first bytes say "
+                         "otherwise); replace or remove it")
+
+
+def sequence_folder(dir_or_pattern: str | os.PathLike[str]) -> str:
+    """The folder an image sequence is written into: the folder itself, or a printf pattern's folder."""
+    text = os.fspath(dir_or_pattern)
+    return str(Path(text).parent) if _PRINTF.search(Path(text).name) else text
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -323,7 +360,7 @@ class ImageSequenceWriter:
             if taken:
                 raise MediaError(
                     f"{folder}: already holds {len(taken)} images named like {pattern.name}; "
-                    "pass --overwrite to replace them"
+                    "pass --overwrite (overwrite=True in the library) to replace them"
                 )
         prepare_output(folder, folder=True)
         self._high = bit_depth == 16

@@ -22,6 +22,7 @@ from diffusify.core.stream import ColorInfo, StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import file_arg, last_lines, run_ffmpeg
 from diffusify.io.formats import is_gray_pix_fmt, is_rgb_pix_fmt, pix_fmt_bit_depth
+from diffusify.io.paths import require_regular
 
 __all__ = ["MediaInfo", "MediaStream", "probe", "clear_probe_cache"]
 
@@ -191,6 +192,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         raise MediaError(f"{p}: cannot read: {exc.strerror or exc}") from None
     if p.is_dir():
         raise MediaError(f"{p}: is a folder, not a media file")
+    require_regular(p, "a media input")
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     with _cache_lock:
         cached = _cache.get(key)

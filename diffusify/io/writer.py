@@ -398,8 +398,12 @@ class VideoWriter:
         self._last_pts = Fraction(frame.pts)
         self._frames += 1
 
-    def close(self) -> WriteResult:
+    def close(self, *, cut_copies: bool = False) -> WriteResult:
         """Finish the file: flush the encoder, write the trailer, check the result.
+
+        Args:
+            cut_copies: the video stopped before the end it was planned to have (a run stopped early): cut the
+                copied audio, subtitles and chapters where it ends.
 
         Returns:
             The :class:`WriteResult`; calling again returns the same result.
@@ -420,6 +424,8 @@ class VideoWriter:
             proc.close_log()
             raise MediaError(message)
         proc.close_log()
+        if cut_copies and self._frames:
+            self._cut_copied_streams()
         self._result = self._check_output()
         return self._result
 
@@ -438,15 +444,55 @@ class VideoWriter:
                 self.warnings.append(self._failure_message(rc, proc, "while finishing the aborted file"))
             proc.close_log()
         self._remove_scratch()
+        if self._frames:
+            self._cut_copied_streams()
         try:
             self._result = self._check_output()
         except MediaError as exc:
             self._result = WriteResult(str(self.path), self._frames, None, [*self.warnings, str(exc)])
         return self._result
 
+    def _video_end(self) -> Fraction:
+        """Where the written video ends on the output's timeline (after a lead-in delay, if any)."""
+        frame = 1 / self.stream.fps
+        if self._mkv is not None and self._first_pts is not None and self._last_pts is not None:
+            length = self._last_pts - self._first_pts + frame
+        else:
+            length = self._frames * frame
+        delay = self._copy.video_delay if self._copy is not None else Fraction(0)
+        return delay + length
+
+    def _cut_copied_streams(self) -> None:
+        """A run stopped before the end of its source: cut the copied audio, subtitles and chapters where the
+        video ends, so players do not show a frozen picture under the rest of the sound. A stream copy into a
+        new file, then an atomic rename: the file stays playable at every moment."""
+        if self._copy is None or not self.path.exists():
+            return
+        end = self._video_end()
+        tmp = self.path.with_name(f".{self.path.stem}.cut{self.path.suffix}")
+        args = ["-v", "error", "-i", file_arg(self.path), "-map", "0", "-c", "copy", "-t", f"{float(end):.6f}",
+                "-f", self._muxer, "-y", file_arg(tmp)]
+        proc = FFmpegProcess(args)
+        rc = proc.finish(timeout=120)
+        if rc == 0 and tmp.exists():
+            os.replace(tmp, self.path)
+        else:
+            self.warnings.append(f"{self.path}: the copied audio and subtitles could not be cut where the video "
+                                 f"stops ({proc.tail()}); they run on past it")
+            tmp.unlink(missing_ok=True)
+        proc.close_log()
+
     def _check_output(self) -> WriteResult:
         if self._frames == 0:
-            self.warnings.append(f"{self.path}: no frames were written")
+            # a file without a frame is no video (players refuse it): do not leave one behind
+            try:
+                self.path.unlink()
+                self.warnings.append(f"{self.path}: no frame was written, so the file was removed")
+            except FileNotFoundError:
+                self.warnings.append(f"{self.path}: no frame was written")
+            except OSError as exc:
+                self.warnings.append(f"{self.path}: no frame was written, and the empty file could not be "
+                                     f"removed ({exc.strerror}); delete it")
             return WriteResult(str(self.path), 0, None, list(self.warnings))
         info = probe(self.path)
         duration = float(info.video_duration) if info.video_duration is not None else info.duration

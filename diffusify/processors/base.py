@@ -50,6 +50,33 @@ FrameRate = Annotated[str, BeforeValidator(_check_fps)]
 """A parameter holding a frame rate: a number or ``num/den``, validated, kept as text (use :func:`parse_fps`)."""
 
 
+@dataclass(frozen=True)
+class PathField:
+    """Marks a parameter that names a file or folder, so a relative value is resolved where it was written: a
+    path in a recipe against the recipe's folder, one given on the command line against the current folder.
+
+    ``kind``: ``input`` and ``output`` are always paths; ``model`` is a path when such a file exists there, else
+    a name (a manifest entry, a hub id) and left as written.
+    """
+
+    kind: str = "input"
+
+
+InputPath = Annotated[str, PathField("input")]
+OutputPath = Annotated[str, PathField("output")]
+ModelRef = Annotated[str, PathField("model")]
+
+
+def path_fields(model: type[BaseModel]) -> dict[str, str]:
+    """Parameter name -> :class:`PathField` kind, for the fields of ``model`` that name files."""
+    out = {}
+    for name, info in model.model_fields.items():
+        for m in info.metadata:
+            if isinstance(m, PathField):
+                out[name] = m.kind
+    return out
+
+
 class Params(BaseModel):
     """Base of every processor's parameter model: strict keys, documented fields."""
 
@@ -172,9 +199,14 @@ class PlanContext:
         self.segment = segment
         self.node = node
         self.warnings: list[tuple[str | None, str]] = []
+        self.errors: list[tuple[str | None, str]] = []
 
     def warn(self, message: str, *, param: str | None = None) -> None:
         self.warnings.append((param, message))
+
+    def error(self, message: str, *, param: str | None = None) -> None:
+        """Report a problem besides the one ``infer_stream`` raises (every problem at once)."""
+        self.errors.append((param, message))
 
     def source_range(self, start: int, end: int | None) -> tuple[int, int | None]:
         """A source's frame range ``[start, end)`` narrowed to the run's segment."""
@@ -200,6 +232,9 @@ class Processor:
         resources: see :class:`Resources`.
         batching: True when the processor implements ``_process_batch`` and has a ``batch`` parameter.
         node_refs: parameters that name another node (their streams reach the constructor as ``refs``).
+        output_kind: what a sink's output path names: ``file``, or ``folder`` (a sequence written into it).
+        requires: Python modules it needs that are optional installs; ``extra`` names the extra that brings them
+            (``pip install 'diffusify[EXTRA]'``). The plan checks them before anything loads.
         implemented: False for processors whose parameters are defined so recipes validate, but which a later
             release makes real; running one fails with a clear message before any frame is decoded.
 
@@ -219,6 +254,9 @@ class Processor:
     resources: ClassVar[Resources] = Resources()
     batching: ClassVar[bool] = False
     node_refs: ClassVar[tuple[str, ...]] = ()
+    output_kind: ClassVar[str] = "file"
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
     implemented: ClassVar[bool] = True
 
     def __init__(self, node_id: str, params: BaseModel, *, inputs: Mapping[str, StreamInfo],
@@ -258,6 +296,13 @@ class Processor:
         return tuple(p.name for p in cls.ports())
 
     @classmethod
+    def missing_modules(cls) -> list[str]:
+        """The modules of ``requires`` that are not installed."""
+        import importlib.util
+
+        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
     def is_source(cls) -> bool:
         return not cls.inputs and not cls.optional_inputs
 
@@ -282,11 +327,22 @@ class Processor:
         return [], []
 
     @classmethod
+    def input_files(cls, params: Any) -> list[str]:
+        """Every file this node reads, for the check that no output is an input (default: its read paths)."""
+        return cls.paths(params)[0]
+
+    @classmethod
     def existing_outputs(cls, params: Any) -> list[str]:
         """The outputs this node would replace (refused unless overwrite is allowed). Default: files that exist."""
         import os
 
         return [p for p in cls.paths(params)[1] if os.path.exists(p)]
+
+    @classmethod
+    def describe_output(cls, params: Any, inputs: Mapping[str, StreamInfo],
+                        refs: Mapping[str, StreamInfo | None]) -> str:
+        """A sink's plan in one line (what it writes, how, and what it copies), for ``--dry-run`` and ``graph``."""
+        return ""
 
     @classmethod
     def memory_estimate(cls, params: Any, inputs: Mapping[str, StreamInfo], output: StreamInfo | None) -> int:

@@ -45,6 +45,8 @@ def describe_json(cls: type[Processor]) -> dict[str, Any]:
                       "heavy": cls.resources.heavy, "offload": cls.resources.offload,
                       "exclusive": cls.resources.exclusive},
         "batching": cls.batching,
+        "requires": list(cls.requires),
+        "extra": cls.extra,
         "params": _params(cls),
     }
 
@@ -60,6 +62,7 @@ def describe(cls: type[Processor]) -> str:
                                                if d["temporal"] == "window" else ""),
               f"replicable: {'yes' if d['replicable'] else 'no'}",
               f"device: {d['resources']['device']}" + ("  (neural: worth a GPU)" if d["resources"]["heavy"] else ""),
+              *([f"needs: {', '.join(d['requires'])} (pip install 'diffusify[{d['extra']}]')"] if d["requires"] else []),
               "", "parameters:"]
     for p in d["params"]:
         req = "required" if p["required"] else f"default: {p['default']!r}"

@@ -12,6 +12,7 @@ from pydantic import Field
 from diffusify.core.stream import StreamInfo
 from diffusify.processors.base import (
     FrameRate,
+    ModelRef,
     Params,
     PlanContext,
     Processor,
@@ -22,7 +23,7 @@ from diffusify.processors.base import (
 
 
 class TextToVideoParams(Params):
-    model: str = Field(description="A local diffusers model folder or a hub id.")
+    model: ModelRef = Field(description="A local diffusers model folder or a hub id.")
     prompt: str = Field(description="What to generate.")
     negative_prompt: str = Field("", description="What to avoid.")
     width: int = Field(512, ge=64, le=4096, multiple_of=8, description="Frame width (multiple of 8).")
@@ -39,6 +40,8 @@ class TextToVideo(Processor):
     """Generate a clip from a text prompt with a diffusers text-to-video pipeline."""
 
     type_name = "generate.text2video"
+    requires = ("diffusers", "transformers")
+    extra = "generate"
     Params = TextToVideoParams
     inputs = ()
     temporal = Temporal.ORDERED
@@ -59,6 +62,8 @@ class ImageToVideo(Processor):
     """Animate each input image with a diffusers image-to-video pipeline."""
 
     type_name = "generate.image2video"
+    requires = ("diffusers", "transformers")
+    extra = "generate"
     Params = ImageToVideoParams
     temporal = Temporal.ORDERED
     resources = Resources(device="gpu", max_replicas=1, heavy=True)

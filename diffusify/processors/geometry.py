@@ -34,6 +34,11 @@ class ResizeParams(Params):
         return self
 
 
+MIN_SIDE = 2
+"""The smallest width or height a resize may make: a size that rounds below it is a typo (1e-9 for 1e-1), not a
+picture."""
+
+
 def _target(p: ResizeParams, w: int, h: int) -> tuple[int, int]:
     if p.scale is not None:
         tw, th = w * p.scale, h * p.scale
@@ -48,9 +53,15 @@ def _target(p: ResizeParams, w: int, h: int) -> tuple[int, int]:
     else:
         assert p.height is not None
         tw, th = w * p.height / h, p.height
+    if round(tw) < MIN_SIDE or round(th) < MIN_SIDE:
+        given = (f"scale {p.scale:g}" if p.scale is not None
+                 else ", ".join(f"{k} {v}" for k, v in (("width", p.width), ("height", p.height)) if v is not None))
+        raise StreamError(f"{given} makes {w}x{h} frames {tw:.4g}x{th:.4g}, below the {MIN_SIDE}x{MIN_SIDE} "
+                          "minimum; check the value",
+                          param="scale" if p.scale is not None else ("width" if p.width is not None else "height"))
     if p.even:
-        return max(2, int(round(tw / 2)) * 2), max(2, int(round(th / 2)) * 2)
-    return max(1, int(round(tw))), max(1, int(round(th)))
+        return int(round(tw / 2)) * 2, int(round(th / 2)) * 2
+    return int(round(tw)), int(round(th))
 
 
 class Resize(Processor):

@@ -11,6 +11,8 @@ from pydantic import Field
 from diffusify.core.stream import Origin, StreamInfo
 from diffusify.processors.base import (
     FrameRate,
+    InputPath,
+    OutputPath,
     Params,
     PlanContext,
     Processor,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class ImageReadParams(Params):
-    path: str = Field(description="A folder of images, or a glob pattern such as frames/*.png.")
+    path: InputPath = Field(description="A folder of images, or a glob pattern such as frames/*.png.")
     fps: FrameRate = Field("25", description="Frame rate of the sequence, e.g. 24, 30000/1001.")
     start: int = Field(0, ge=0, description="First image to read (0-based, in sorted order).")
     end: int | None = Field(None, ge=1, description="Stop before this image index; empty for all.")
@@ -71,6 +73,16 @@ class ImageRead(Processor):
     def paths(cls, params: ImageReadParams) -> tuple[list[str], list[str]]:
         return [params.path], []
 
+    @classmethod
+    def input_files(cls, params: ImageReadParams) -> list[str]:
+        from diffusify.io.errors import MediaError
+        from diffusify.io.images import list_images
+
+        try:
+            return [str(p) for p in list_images(params.path)]
+        except MediaError:
+            return [params.path]
+
     def setup(self) -> None:
         from diffusify.io.images import ImageSequenceReader
 
@@ -94,7 +106,7 @@ class ImageRead(Processor):
 
 
 class ImageWriteParams(Params):
-    path: str = Field(description="Output folder; files are named frame_000000.png and so on.")
+    path: OutputPath = Field(description="Output folder; files are named frame_000000.png and so on.")
     format: Literal["png", "tiff"] = Field("png", description="Image format.")
     bit_depth: Literal[8, 16] = Field(8, description="Bits per channel.")
     overwrite: bool = Field(False, description="Write into a folder that already holds images.")
@@ -109,12 +121,33 @@ class ImageWrite(Processor):
     type_name = "image.write"
     Params = ImageWriteParams
     is_sink = True
+    output_kind = "folder"
     temporal = Temporal.ORDERED
     resources = Resources(device="cpu", max_replicas=1)
 
     @classmethod
     def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:
-        return [], [params.path]
+        from diffusify.io.images import sequence_folder
+
+        return [], [sequence_folder(params.path)]
+
+    @classmethod
+    def infer_stream(cls, params: ImageWriteParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        import os
+
+        from diffusify.io.images import sequence_folder
+
+        folder = sequence_folder(params.path)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise StreamError(f"{folder} is a file; image.write writes into a folder (give a folder name)",
+                              param="path")
+        return None
+
+    @classmethod
+    def describe_output(cls, params: ImageWriteParams, inputs: Mapping[str, StreamInfo],
+                        refs: Mapping[str, StreamInfo | None]) -> str:
+        return f"{params.path}: {params.format.upper()} images, {params.bit_depth} bits per channel"
 
     @classmethod
     def existing_outputs(cls, params: ImageWriteParams) -> list[str]:

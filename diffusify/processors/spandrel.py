@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from diffusify.core.errors import one_line
 from diffusify.core.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, StreamError
+from diffusify.processors.base import ModelRef, Params, PlanContext, Processor, Resources, StreamError
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +28,7 @@ _META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
 
 
 class SpandrelParams(Params):
-    model: str = Field(description="Model file (.pth/.safetensors/.ckpt) or a name from weights/models.yaml.")
+    model: ModelRef = Field(description="Model file (.pth/.safetensors/.ckpt) or a name from weights/models.yaml.")
     tile: Literal["auto", "none"] | int = Field(
         "auto", description="Tile size in input pixels: auto (largest that fits free memory), none (whole frame), "
                             "or a size >= 32.")
@@ -51,8 +52,19 @@ class SpandrelParams(Params):
 
 
 def resolve_model(name: str) -> str:
-    """A file path for ``name``: the path itself, or the file of a manifest entry."""
+    """A file path for ``name``: the path itself, or the file of a manifest entry. Refuses what is not a regular
+    file (a FIFO would block the loader forever) and TorchScript archives (loading one runs its code)."""
     if os.path.exists(name):
+        from diffusify.io.paths import special_kind
+
+        kind = special_kind(name)
+        if kind is not None:
+            raise StreamError(f"{name}: is {kind}, not a model file; give a .safetensors or .pth file",
+                              param="model")
+        if _is_torchscript(name):
+            raise StreamError(f"{name} is a TorchScript archive, which runs its own code when loaded: diffusify "
+                              "does not load those; use the model as .safetensors (or a state-dict .pth)",
+                              param="model")
         return name
     try:
         from diffusify.weights.manifest import resolve_file
@@ -66,6 +78,19 @@ def resolve_model(name: str) -> str:
                       "`diffusify weights pull NAME` downloads one)", param="model")
 
 
+def _is_torchscript(path: str) -> bool:
+    """A TorchScript archive: a zip holding the serialized code (``code/``) and ``constants.pkl``."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _conversion_meta(path: str) -> tuple[float | None, str | None]:
     """Post-scale and its resize mode carried by models converted from ncnn (None for others)."""
     from diffusify.weights.ncnn.metadata import read_metadata
@@ -77,31 +102,68 @@ def _conversion_meta(path: str) -> tuple[float | None, str | None]:
     return meta.post_scale, meta.post_resize
 
 
+_FACTS_VERSION = 1  # bump when the facts below change
+
+
+def _facts_file(path: str) -> Any:
+    """Where the facts of this file's content are kept: the weights cache, by the content's sha256."""
+    import hashlib
+    from pathlib import Path
+
+    from diffusify.weights.manifest import default_cache_dir
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return Path(default_cache_dir()) / "facts" / f"{h.hexdigest()}.v{_FACTS_VERSION}.json"
+
+
 def model_meta(path: str) -> dict[str, Any]:
-    """Scale, channels, purpose and size needs of a model file (loaded once per file version, on the CPU)."""
+    """Scale, channels, purpose and size needs of a model file.
+
+    Reading them means building the model with torch and spandrel (seconds), so they are kept: in this process
+    per file version, and on disk by the file's content hash, so a second ``validate`` needs no torch."""
+    import json
+
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_mtime, st.st_size)
     with _LOAD_LOCK:
-        if key not in _META_CACHE:
-            desc = load_descriptor(path, "cpu")
-            req = desc.size_requirements
-            post_scale, post_resize = _conversion_meta(path)
-            _META_CACHE[key] = {
-                "architecture": desc.architecture.name,
-                "scale": desc.scale,
-                "post_scale": post_scale,
-                "post_resize": post_resize,
-                "in_channels": desc.input_channels,
-                "out_channels": desc.output_channels,
-                "purpose": desc.purpose,
-                "multiple_of": req.multiple_of,
-                "minimum": req.minimum,
-                "square": req.square,
-                "supports_half": desc.supports_half,
-                "supports_bf16": desc.supports_bfloat16,
-                "params": sum(p.numel() for p in desc.model.parameters()),
-            }
-        return _META_CACHE[key]
+        if key in _META_CACHE:
+            return _META_CACHE[key]
+        facts = _facts_file(path)
+        try:
+            _META_CACHE[key] = json.loads(facts.read_text())
+            return _META_CACHE[key]
+        except (OSError, ValueError):
+            pass
+        desc = load_descriptor(path, "cpu")
+        req = desc.size_requirements
+        post_scale, post_resize = _conversion_meta(path)
+        meta = {
+            "architecture": desc.architecture.name,
+            "scale": desc.scale,
+            "post_scale": post_scale,
+            "post_resize": post_resize,
+            "in_channels": desc.input_channels,
+            "out_channels": desc.output_channels,
+            "purpose": desc.purpose,
+            "multiple_of": req.multiple_of,
+            "minimum": req.minimum,
+            "square": req.square,
+            "supports_half": desc.supports_half,
+            "supports_bf16": desc.supports_bfloat16,
+            "params": sum(p.numel() for p in desc.model.parameters()),
+        }
+        _META_CACHE[key] = meta
+        try:  # written whole or not at all: a temporary file, then a rename
+            facts.parent.mkdir(parents=True, exist_ok=True)
+            tmp = facts.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, facts)
+        except OSError:
+            pass  # a read-only cache only costs the next run the load
+        return meta
 
 
 def load_descriptor(path: str, device: str) -> Any:
@@ -117,9 +179,17 @@ def load_descriptor(path: str, device: str) -> Any:
     except ImportError:
         pass
     try:
-        desc = spandrel.ModelLoader(device=device).load_from_file(path)
+        loader = spandrel.ModelLoader(device=device)
+        if path.lower().endswith(".pt"):
+            # spandrel would try torch.jit.load first; a .pt here is a pickled state dict, loaded weights-only
+            import torch
+
+            desc = loader.load_from_state_dict(torch.load(path, map_location=device, weights_only=True))
+        else:
+            desc = loader.load_from_file(path)
     except Exception as e:  # spandrel raises many kinds for unsupported files
-        raise StreamError(f"spandrel cannot load {path}: {e}", param="model") from e
+        raise StreamError(f"spandrel cannot load {path}: {one_line(str(e), 300)} (is it an image model spandrel "
+                          "supports? `diffusify weights list` names ones that are)", param="model") from e
     if not isinstance(desc, spandrel.ImageModelDescriptor):
         raise StreamError(f"{path} is a {type(desc).__name__} (e.g. inpainting); this node needs an image-to-image "
                           "model", param="model")
@@ -154,12 +224,24 @@ class SpandrelProcessor(Processor):
     @classmethod
     def memory_estimate(cls, params: SpandrelParams, inputs: Mapping[str, StreamInfo],
                         output: StreamInfo | None) -> int:
+        """The weights plus a rough working set: the feature maps of one call (a tile, or the whole frame, times
+        ``batch``; 64 channels, a few alive at once) and the upscaled output of that call."""
         meta = model_meta(resolve_model(params.model))
-        return meta["params"] * 4
+        weights = meta["params"] * 4
+        src = inputs.get("input")
+        if src is None:
+            return weights
+        tile = params.tile if isinstance(params.tile, int) else (512 if params.tile == "auto" else None)
+        h, w = (min(tile, src.height), min(tile, src.width)) if tile else (src.height, src.width)
+        area = h * w * params.batch
+        scale = float(meta["scale"]) * float(meta.get("post_scale") or 1)
+        features = area * 64 * 4 * 4
+        out = int(area * scale * scale * 3 * 4 * 2)
+        return weights + features + out
 
     @classmethod
     def paths(cls, params: SpandrelParams) -> tuple[list[str], list[str]]:
-        return [], []
+        return ([params.model] if os.path.exists(params.model) else []), []
 
     def setup(self) -> None:
         import torch

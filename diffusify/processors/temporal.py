@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from pydantic import Field
 
 from diffusify.core.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor, Resources, Temporal
+from diffusify.processors.base import ModelRef, Params, PlanContext, Processor, Resources, Temporal
 
 
 class InterpolateParams(Params):
-    model: str = Field(description="RIFE model file.")
+    model: ModelRef = Field(description="RIFE model file.")
     multiplier: int = Field(2, ge=2, le=16, description="Output frames per input frame.")
     scene_threshold: float = Field(0.3, ge=0, le=1, description="Do not interpolate across scene changes above this.")
 

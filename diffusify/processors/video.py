@@ -12,6 +12,8 @@ from pydantic import Field
 
 from diffusify.core.stream import Origin, StreamInfo
 from diffusify.processors.base import (
+    InputPath,
+    OutputPath,
     Params,
     PlanContext,
     Port,
@@ -29,7 +31,7 @@ CODECS = ("libx264", "libx265", "libsvtav1", "prores_ks", "ffv1", "h264_nvenc", 
 
 
 class VideoReadParams(Params):
-    path: str = Field(description="Video file to decode (any container/codec ffmpeg reads).")
+    path: InputPath = Field(description="Video file to decode (any container/codec ffmpeg reads).")
     start: int = Field(0, ge=0, description="First frame to read (0-based, frame exact).")
     end: int | None = Field(None, ge=1, description="Stop before this frame index; empty for the end of the file.")
     high_bit_depth: bool | None = Field(
@@ -63,6 +65,20 @@ def _origin(node: str, path: str, info: Any, first: int, frames: int | None) -> 
         return Origin(node=node, path=path, start=Fraction(t0) if first else Fraction(0), end=None)
     t1 = ts[stop] if ts else Fraction(stop) / fps
     return Origin(node=node, path=path, start=Fraction(t0) if first else Fraction(0), end=Fraction(t1))
+
+
+def _warn_if_truncated(info: Any, path: str, ctx: PlanContext) -> None:
+    """A file whose container announces more video than its packets hold was cut short or damaged: the run
+    would quietly have fewer frames. (Only for files without audio: with audio, a longer container is normal.)"""
+    video = info.video
+    if info.duration is None or info.video_duration is None or video is None or info.streams_of("audio"):
+        return
+    missing = info.duration - float(info.video_duration)
+    if missing > max(0.5, 2 / float(video.fps)):
+        announced = round(info.duration * float(video.fps))
+        ctx.warn(f"{path} announces {info.duration:.2f} s (about {announced} frames) but holds {video.frames} "
+                 f"frames ({float(info.video_duration):.2f} s): it looks truncated or damaged, and the run will "
+                 "have only those frames (run --strict to refuse it)", param="path")
 
 
 class VideoRead(Processor):
@@ -100,6 +116,7 @@ class VideoRead(Processor):
             shown = "top" if info.field_order in ("tt", "bt") else "bottom"  # the field shown first
             ctx.warn(f"{params.path} is interlaced ({shown} field first) and deinterlace is off: its frames go "
                      "through as woven fields, which resizing and models smear", param="deinterlace")
+        _warn_if_truncated(info, params.path, ctx)
         if ctx.max_frames is not None:
             frames = ctx.max_frames if frames is None else min(frames, ctx.max_frames)
         return info.video.replace(frames=frames, origin=_origin(ctx.node, params.path, info, first, frames))
@@ -134,7 +151,7 @@ class VideoRead(Processor):
 
 
 class VideoWriteParams(Params):
-    path: str = Field(description="Output file; the container follows the extension (.mkv, .mp4, .mov).")
+    path: OutputPath = Field(description="Output file; the container follows the extension (.mkv, .mp4, .mov).")
     codec: Literal[CODECS] = Field("libx264", description="Encoder preset.")  # type: ignore[valid-type]
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better); empty = codec default.")
     bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$",
@@ -165,15 +182,21 @@ class VideoWrite(Processor):
     @classmethod
     def infer_stream(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
+        if os.path.isdir(params.path) or params.path.endswith(("/", os.sep)):
+            raise StreamError(f"{params.path} is a folder; a video output needs a file name, such as "
+                              f"{os.path.join(params.path, 'out.mkv')}", param="path")
         stream = inputs.get("input")
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
-        from diffusify.io.codecs import writer_problem
+        from diffusify.io.codecs import writer_problems
 
-        problem = writer_problem(params.codec, os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
-                                 preset=params.preset, crf=params.crf, stream=stream, vfr=bool(stream and stream.vfr))
-        if problem is not None:
-            raise StreamError(problem[1], param=problem[0])
+        problems = writer_problems(params.codec, os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
+                                   preset=params.preset, crf=params.crf, stream=stream,
+                                   vfr=bool(stream and stream.vfr))
+        for param, message in problems[1:]:
+            ctx.error(message, param=param)
+        if problems:
+            raise StreamError(problems[0][1], param=problems[0][0])
         return None
 
     @classmethod
@@ -191,6 +214,25 @@ class VideoWrite(Processor):
             ref = refs.get("copy_streams_from")
             return ref.origin if ref is not None else None
         return stream.origin if stream is not None else None
+
+    @classmethod
+    def describe_output(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
+                        refs: Mapping[str, StreamInfo | None]) -> str:
+        from diffusify.io.codecs import default_pix_fmt
+
+        stream = inputs.get("input")
+        pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth if stream else 8)
+        rate = f"crf {params.crf}" if params.crf is not None else (f"{params.bitrate}b/s" if params.bitrate
+                                                                   else "default quality")
+        text = f"{params.path}: {params.codec} {pix_fmt}, {rate}"
+        if params.preset:
+            text += f", preset {params.preset}"
+        origin = cls.copy_origin(params, stream, refs)
+        if origin is None or not origin.streams:
+            return text + "; copies no audio or subtitles"
+        span = "" if origin.span is None else (f" from {float(origin.start):.3f} s to "
+                                               + ("the end" if origin.end is None else f"{float(origin.end):.3f} s"))
+        return text + f"; copies audio, subtitles and chapters of {origin.path}{span}"
 
     def setup(self) -> None:
         from diffusify.io.probe import probe
@@ -216,5 +258,7 @@ class VideoWrite(Processor):
         writer = getattr(self, "_writer", None)
         if writer is None:
             return SinkResult(None, 0)
-        result = writer.abort() if aborted else writer.close()
+        planned = self.input_streams["input"].frames
+        short = planned is not None and writer.frames < planned  # a run stopped before the end of its source
+        result = writer.abort() if aborted else writer.close(cut_copies=short)
         return SinkResult(self.params.path, result.frames, list(result.warnings))

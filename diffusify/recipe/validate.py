@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from diffusify.core.problems import Problem, did_you_mean
-from diffusify.processors.base import Processor
+from diffusify.processors.base import Processor, path_fields
 from diffusify.processors.registry import Registry, default_registry
 from diffusify.recipe.model import (
     NODE_KEYS,
@@ -26,13 +26,11 @@ from diffusify.recipe.model import (
     QueueBudget,
     Recipe,
 )
+from diffusify.recipe.params import CLI_FILE, NAME_RE, PARAM_RE, Params
 from diffusify.recipe.yamlpos import Path, Positions, dotted, load_yaml
 
-_PARAM_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)\Z")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-CLI_FILE = "<command line>"
 
 
 @dataclass
@@ -69,29 +67,15 @@ def parse_size(value: Any) -> int | None:
     return int(float(m.group(1)) * mult) or None
 
 
-def coerce_override(raw: str, default: Any) -> Any:
-    """Type a ``--set`` value by the param's default. Raises ValueError with what was expected."""
-    if isinstance(default, bool):
-        low = raw.strip().lower()
-        if low in ("true", "yes", "on", "1"):
-            return True
-        if low in ("false", "no", "off", "0"):
-            return False
-        raise ValueError("expected true or false")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("expected an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError("expected a number") from None
-    if default is None:
-        data, _, issues = load_yaml(raw)
-        return raw if issues or isinstance(data, (dict, list)) else (raw if data is None else data)
-    return raw
+class _Ids(list):
+    """Node ids in file order (for suggestions), with set membership (for reference checks)."""
+
+    def __init__(self, ids: Any):
+        super().__init__(ids)
+        self._set = set(self)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._set
 
 
 class Reporter:
@@ -174,6 +158,8 @@ class RecipeValidator:
         self.referenced: set[str] = set()
         self.raw_types: dict[str, Any] = {}
         self.raw_data: Any = None
+        # relative paths in the recipe are relative to its folder; a recipe given as text has none
+        self.base_dir = os.path.dirname(os.path.abspath(file)) if not file.startswith("<") else os.getcwd()
 
     # ---- top level -------------------------------------------------------------------------------------------
     def run(self) -> Parsed:
@@ -210,8 +196,12 @@ class RecipeValidator:
                 c.error((key,), f"must be a string (got {data[key]!r})")
 
         self.raw_data = data
-        params = self._params(data.get("params"))
-        resolved = self._interpolate(data, params)
+        node_sets = {k: v for k, v in self.overrides.items() if "." in k}
+        self.params = Params(c, {k: v for k, v in self.overrides.items() if "." not in k})
+        params = self.params.read(data.get("params"))
+        resolved = self.params.substitute(data)
+        if node_sets:
+            self._set_node_params(resolved, node_sets)
         devices = self._devices(resolved.get("devices"), ("devices",)) if "devices" in resolved else []
         if self.cli_devices:
             for d in self.cli_devices:
@@ -239,8 +229,9 @@ class RecipeValidator:
                 for ref in [raw.get("input"), *(refs.values() if isinstance(refs, dict) else ())]:
                     if isinstance(ref, str):
                         self.referenced.add(ref)
+        ids = _Ids(str(k) for k in nodes_raw)  # membership in O(1): a 10,000-node chain checks 10,000 refs
         for node_id, raw in nodes_raw.items():
-            spec = self._node(str(node_id), raw, list(nodes_raw))
+            spec = self._node(str(node_id), raw, ids)
             if spec is not None:
                 nodes[spec.id] = spec
                 classes[spec.id] = self.registry.get(spec.type)
@@ -256,68 +247,36 @@ class RecipeValidator:
         )
         return Parsed(recipe, c, classes, [str(k) for k in nodes_raw], self.referenced, self.max_frames)
 
-    # ---- params and interpolation ----------------------------------------------------------------------------
-    def _params(self, raw: Any) -> dict[str, Any]:
-        c = self.c
-        params: dict[str, Any] = {}
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            c.error(("params",), "must be a mapping of parameter names to default values")
-            raw = {}
-        for name, value in raw.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name):
-                c.error(("params", name), f"bad parameter name '{name}': start with a letter or '_', then use "
-                        "letters, digits, '_' or '-'", key=True)
+    def _set_node_params(self, resolved: dict[str, Any], sets: Mapping[str, str]) -> None:
+        """``--set NODE.PARAM=value``: the value (read as YAML: 16, true, none, text) replaces the node's
+        parameter, and is validated like the file's own."""
+        nodes = resolved.get("nodes")
+        if not isinstance(nodes, dict):
+            return
+        for key, text in sets.items():
+            nid, _, param = key.partition(".")
+            flag = f"--set {key}"
+            node = nodes.get(nid)
+            if not isinstance(node, dict):
+                self.c.problems.append(Problem(CLI_FILE, 0, 0, flag, f"the recipe has no node '{nid}'"
+                                               f"{did_you_mean(nid, [str(k) for k in nodes])} (its nodes: "
+                                               f"{', '.join(str(k) for k in nodes)})"))
                 continue
-            if isinstance(value, (dict, list)):
-                c.error(("params", name), "a parameter default must be a scalar (string, number, true/false)")
+            type_name = node.get("type")
+            if not isinstance(type_name, str) or type_name not in self.registry:
+                continue  # the node's own error says it
+            fields = list(self.registry.get(type_name).Params.model_fields)
+            if param not in fields:
+                self.c.problems.append(Problem(CLI_FILE, 0, 0, flag, f"{type_name} has no parameter '{param}'"
+                                               f"{did_you_mean(param, fields)} (its parameters: {', '.join(fields)})"))
                 continue
-            params[name] = value
-        for name, text in self.overrides.items():
-            if name not in params:
-                flag = {"input": "-i", "output": "-o"}.get(name, f"--set {name}=...")
-                self.c.problems.append(Problem(
-                    CLI_FILE, 0, 0, flag,
-                    f"the recipe has no parameter '{name}'{did_you_mean(name, params)}"
-                    + (f" (declare '{name}:' under params)" if name in ("input", "output") else "")))
-                continue
-            try:
-                params[name] = coerce_override(text, params[name])
-            except ValueError as e:
-                self.c.problems.append(Problem(CLI_FILE, 0, 0, f"--set {name}",
-                                               f"{e} (the default is {params[name]!r}), got {text!r}"))
-        return params
-
-    def _interpolate(self, data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        def sub(value: Any, path: Path) -> Any:
-            if isinstance(value, dict):
-                return {k: sub(v, path + (k,)) for k, v in value.items()}
-            if isinstance(value, list):
-                return [sub(v, path + (i,)) for i, v in enumerate(value)]
-            if not isinstance(value, str) or "$" not in value:
-                return value
-            whole = re.fullmatch(r"\$\{([^}]*)\}", value)
-            if whole and whole.group(1) in params:
-                return params[whole.group(1)]
-
-            def one(m: re.Match[str]) -> str:
-                if m.group(0) == "$${":
-                    return "${"
-                name = m.group(1)
-                if not name.strip():
-                    self.c.error(path, "empty parameter reference '${}': write '${name}', or '$${' for a "
-                                 "literal '${'")
-                    return m.group(0)
-                if name not in params:
-                    self.c.error(path, f"undefined parameter '${{{name}}}'{did_you_mean(name, params)}"
-                                 " (declare it under params)")
-                    return m.group(0)
-                return "" if params[name] is None else str(params[name])
-
-            return _PARAM_RE.sub(one, value)
-
-        return {k: (v if k == "params" else sub(v, (k,))) for k, v in data.items()}
+            value, _, issues = load_yaml(text)
+            with_ = node.get("with")
+            if not isinstance(with_, dict):
+                with_ = node["with"] = {}
+            with_[param] = text if issues or value is None and text.strip().lower() not in ("null", "none", "~") \
+                else value
+            self.params.cli_rooted.add(("nodes", nid, "with", param))
 
     # ---- small sections --------------------------------------------------------------------------------------
     def _devices(self, raw: Any, path: Path) -> list[str]:
@@ -358,8 +317,8 @@ class RecipeValidator:
     def _node(self, node_id: str, raw: Any, all_ids: list[str]) -> NodeSpec | None:
         c = self.c
         path: Path = ("nodes", node_id)
-        if not _NAME_RE.match(node_id):
-            c.error(path, f"bad node id '{node_id}': start with a letter or '_', then use letters, digits, "
+        if not NAME_RE.match(node_id):
+            c.error(path, f"bad node id {node_id!r}: start with a letter or '_', then use letters, digits, "
                     "'_' or '-'", key=True)
         if not isinstance(raw, dict):
             c.error(path, "a node is a mapping with at least 'type' (e.g. {type: resize, input: src})")
@@ -407,6 +366,15 @@ class RecipeValidator:
                         while len(field_path) > 3 and field_path not in c.pos.values and field_path not in c.pos.keys:
                             field_path = field_path[:-1]
                         c.error(field_path, _pydantic_message(err, known) + self._origin(field_path), key=is_key)
+                # only unknown keys: the rest of the node is checked too (its streams, its writer settings), so one
+                # typo does not hide the next problem; the node never runs, as the recipe has an error
+                unknown = {err["loc"][0] for err in e.errors() if err["type"] == "extra_forbidden" and err["loc"]}
+                if unknown and all(err["type"] == "extra_forbidden" for err in e.errors()):
+                    try:
+                        params = cls.Params.model_validate({k: v for k, v in with_raw.items() if k not in unknown})
+                        spec_ok = True
+                    except ValidationError:
+                        params = None
 
         # inputs
         inputs: dict[str, str] = {}
@@ -490,8 +458,27 @@ class RecipeValidator:
 
         if not spec_ok or params is None:
             return None
+        params = self._resolve_paths(params, path)
         return NodeSpec(id=node_id, type=type_name, params=params, inputs=inputs, devices=devices,
                         replicas=replicas, queue=queue, line=self.c.pos.of(path, key=True)[0])
+
+    def _resolve_paths(self, params: BaseModel, path: Path) -> BaseModel:
+        """Relative file parameters made absolute where they were written: a value written in the recipe
+        against the recipe's folder, one that starts with a command-line value against the current folder."""
+        update = {}
+        for name, kind in path_fields(type(params)).items():
+            value = getattr(params, name)
+            if not isinstance(value, str) or not value or os.path.isabs(value):
+                continue
+            base = os.getcwd() if path + ("with", name) in self.params.cli_rooted else self.base_dir
+            # the folder resolved as the system resolves it: "lnk/../x" goes through the link, never collapsed by
+            # text (normpath would name another file than the one the system opens)
+            folder, leaf = os.path.split(os.path.join(base, value))
+            joined = os.path.join(os.path.realpath(folder), leaf)
+            if kind == "model" and not os.path.exists(joined):
+                continue  # a name (a manifest entry, a hub id), not a file here
+            update[name] = joined
+        return params.model_copy(update=update) if update else params
 
     def _origin(self, path: Path) -> str:
         """`` (from '${name}')`` when the value at ``path`` was written as a parameter reference."""
@@ -500,7 +487,7 @@ class RecipeValidator:
             if not isinstance(raw, dict):
                 return ""
             raw = next((v for k, v in raw.items() if str(k) == str(part)), None)
-        if isinstance(raw, str) and any(m.group(1) is not None for m in _PARAM_RE.finditer(raw)):
+        if isinstance(raw, str) and any(m.group(1) is not None for m in PARAM_RE.finditer(raw)):
             return f" (from '{raw}')"
         return ""
 

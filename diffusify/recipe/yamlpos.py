@@ -249,5 +249,8 @@ def dotted(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if any(ord(ch) < 32 for ch in text):  # a key with a line break is shown escaped, on one line
+                text = repr(text)[1:-1]
+            out += ("." if out else "") + text
     return out

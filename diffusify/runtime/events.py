@@ -46,9 +46,17 @@ def _eta(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _rate(fps: float) -> str:
+    """``12.3 fps``, or seconds per frame below 0.1 fps (a model on a CPU: ``8.2 s/frame``, not ``0.0 fps``)."""
+    if fps >= 0.1:
+        return f"{fps:.1f} fps"
+    return f"{1 / fps:.1f} s/frame" if fps > 0 else "-- fps"
+
+
 class ProgressDisplay:
-    """A compact progress display on stderr: overall frames, fps and ETA, then per node its throughput and
-    input-queue fill. Redraws in place on a terminal; prints a line every few seconds otherwise."""
+    """A compact progress display on stderr: overall frames, rate and ETA, the node that holds the others back,
+    then per node its throughput and input-queue fill. Redraws in place on a terminal; prints a line every few
+    seconds otherwise."""
 
     def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False):
         self.stream = stream or sys.stderr
@@ -56,6 +64,8 @@ class ProgressDisplay:
         self.quiet = quiet
         self._last_plain = 0.0
         self._drawn = 0
+        self._stopping = False
+        self._sources: set[str] = set()
 
     def _write(self, lines: list[str]) -> None:
         if self.tty:
@@ -70,6 +80,7 @@ class ProgressDisplay:
         if self.quiet:
             return
         if event == "start":
+            self._sources = {n["id"] for n in f["nodes"] if not n.get("inputs")}
             self._write([f"running {f['name']}: {f['total_frames'] or '?'} frames through {len(f['nodes'])} nodes"])
             self._drawn = 0
         elif event == "progress":
@@ -79,15 +90,19 @@ class ProgressDisplay:
             self._last_plain = now
             total = f.get("total_frames")
             pct = f" ({100 * f['frames'] / total:.0f}%)" if total else ""
-            head = (f"{f['frames']}/{total or '?'} frames{pct}  {f['fps']:.1f} fps  "
-                    f"ETA {_eta(f.get('eta'))}  elapsed {_eta(f['elapsed'])}")
+            eta = "stopping" if self._stopping else f"ETA {_eta(f.get('eta'))}"
+            head = f"{f['frames']}/{total or '?'} frames{pct}  {_rate(f['fps'])}  {eta}  elapsed {_eta(f['elapsed'])}"
             loading = [n["id"] for n in f["nodes"] if not n.get("ready", True)]
             if loading:
-                head += f"  setting up {', '.join(loading)}"
+                head += f"  loading: {', '.join(loading)}"
             elif not f["frames"]:
                 head += "  waiting for the first frame"
-            nodes = [f"  {n['id']:<12} {n['fps']:6.1f} fps  busy {100 * n['busy']:3.0f}%  queue "
-                     f"{n['queue_frames']}/{n['queue_capacity']}" for n in f["nodes"]]
+            elif f["nodes"]:
+                busiest = max(f["nodes"], key=lambda n: n["busy"])
+                head += f"  slowest: {busiest['id']} (busy {100 * busiest['busy']:.0f}%)"
+            nodes = [f"  {n['id']:<12} {_rate(n['fps']):>13}  busy {100 * n['busy']:3.0f}%"
+                     + ("" if n["id"] in self._sources else f"  queue {n['queue_frames']}/{n['queue_capacity']}")
+                     for n in f["nodes"]]
             self._write([head, *nodes] if self.tty else [head])
         elif event == "warning":
             self._drawn = 0
@@ -97,7 +112,9 @@ class ProgressDisplay:
             self._drawn = 0
             for line in format_summary(f["summary"]):
                 self.stream.write(line + "\n")
-        elif event == "interrupted":
+        elif event == "interrupted" and "summary" not in f:
+            # the stop is announced here; the final message is the command's (one line, with its exit code)
+            self._stopping = True
             self._drawn = 0
             self.stream.write(f"{f['message']}\n")
         self.stream.flush()

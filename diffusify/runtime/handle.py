@@ -40,23 +40,16 @@ class Run:
         self._finished = False
         self._summary: dict[str, Any] | None = None
         self._error: BaseException | None = None
-        self._execution = prepare([self.hook])
+        self._execution = prepare([self.hook, *self._user_hooks])
         self._thread = threading.Thread(target=self._main, name=f"diffusify:{self.id}", daemon=True)
         self._thread.start()
 
     # ---- the run's thread ------------------------------------------------------------------------------------
     def hook(self, *, event: str, **fields: Any) -> None:
-        """Record an event (the execution's first hook), then pass it to the user's hooks."""
+        """Record an event (the execution's first hook; the user's hooks follow it)."""
         with self._cond:
             self._events.append(event_record(event, fields))
             self._cond.notify_all()
-        for h in self._user_hooks:
-            try:
-                h(event=event, **fields)
-            except Exception as e:  # a broken hook must not break the run
-                import sys
-
-                print(f"diffusify: hook {h!r} failed: {e}", file=sys.stderr)
 
     def _main(self) -> None:
         try:

@@ -55,6 +55,8 @@ class Plan:
         recipe: the recipe. graph: its typed graph. nodes: node id -> how it runs, in topological order.
         total_frames: frames the sinks will get, when known. memory: estimated bytes in all.
         options: run options handed to every processor (overwrite, the segment).
+        existing: (node, path) of outputs that exist already (a dry run lists them; a run refuses them unless
+            overwrite is set).
     """
 
     recipe: Recipe
@@ -64,6 +66,7 @@ class Plan:
     memory: int
     graph: Graph | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    existing: list[tuple[str, str]] = field(default_factory=list)
 
     def processors(self, nid: str) -> list[Processor]:
         """One processor instance per replica of node ``nid``, given its device and the run options."""
@@ -78,10 +81,13 @@ class Plan:
         for nid in self.order:
             n = self.nodes[nid]
             ins = ", ".join(f"{p}<-{r}" for p, r in n.inputs.items()) or "-"
-            out = n.output.describe() if n.output else "(file)"
+            out = n.output.describe() if n.output else (
+                n.cls.describe_output(n.params, n.input_streams, n.refs) or "(file)")
             devs = ",".join(n.devices) + (f" (frames to {n.output_device})" if n.output_device else "")
             lines.append(f"  {nid:<12} {n.cls.type_name:<18} in: {ins:<22} on {devs} x{n.replicas}  "
                          f"queue {n.queue.frames} frames/{_human(n.queue.bytes)}  -> {out}")
+        for nid, path in self.existing:
+            lines.append(f"  note: {path} (node '{nid}') exists; a run needs --overwrite to replace it")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +101,7 @@ class Plan:
                 "id": nid, "type": n.cls.type_name, "inputs": n.inputs, "devices": n.devices,
                 "replicas": n.replicas, "output_device": n.output_device or n.devices[0], "queue": {"frames": n.queue.frames, "bytes": n.queue.bytes},
                 "output": n.output.to_json() if n.output else None, "memory": n.memory,
+                "writes": n.cls.describe_output(n.params, n.input_streams, n.refs) or None,
                 "gpu_memory": n.gpu_memory,
             } for nid, n in ((i, self.nodes[i]) for i in self.order)],
         }
@@ -137,7 +144,7 @@ def _check_device(d: str, node: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError(f"node '{node}' asks for {d}, but no CUDA device is visible (use --device cpu)")
+            raise UsageError(f"node '{node}' asks for {d}, but no CUDA device is visible (use --device cpu, or devices=['cpu'] in the library)")
         idx = int(d.split(":")[1]) if ":" in d else 0
         if idx >= torch.cuda.device_count():
             raise UsageError(f"node '{node}' asks for {d}, but only {torch.cuda.device_count()} CUDA device(s) exist")
@@ -145,7 +152,7 @@ def _check_device(d: str, node: str) -> None:
         import torch
 
         if not torch.backends.mps.is_available():
-            raise UsageError(f"node '{node}' asks for mps, which is not available here (use --device cpu)")
+            raise UsageError(f"node '{node}' asks for mps, which is not available here (use --device cpu, or devices=['cpu'] in the library)")
 
 
 def _free_gpu_memory(device: str) -> int | None:
@@ -195,7 +202,7 @@ def check_fit(nodes: dict[str, NodePlan]) -> list[str]:
 
 
 def build_plan(validated: Validated, *, registry: Registry | None = None, cli_devices: list[str] | None = None,
-               overwrite: bool = False, options: RunOptions | None = None) -> Plan:
+               overwrite: bool = False, options: RunOptions | None = None, check_outputs: bool = True) -> Plan:
     """Turn a valid :class:`Validated` into a :class:`Plan`. Raises UsageError for what only shows at run time
     (a missing GPU, an output that exists without ``overwrite``, a processor that does not run yet, nodes that
     do not fit on their GPUs)."""
@@ -208,6 +215,10 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
     count: dict[str, int] = {}
     for g in graph:
         cls = g.cls
+        missing = cls.missing_modules()
+        if missing:
+            raise UsageError(f"node '{g.id}': {cls.type_name} needs {', '.join(missing)}, which come with the "
+                             f"'{cls.extra}' extra: pip install 'diffusify[{cls.extra}]'")
         if not cls.implemented:
             raise UsageError(f"node '{g.id}': {cls.type_name} is not implemented in this version of diffusify yet "
                              "(it validates, but cannot run); remove it or choose another processor")
@@ -226,11 +237,11 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
             if len(targets) == 1 and targets != {"cpu"}:
                 n.output_device = targets.pop()
 
-    for n in nodes.values():
-        if options.overwrite:
-            break
-        for path in n.cls.existing_outputs(n.params):
-            raise UsageError(f"node '{n.id}': {path} exists; pass --overwrite to replace it")
+    existing = [] if options.overwrite else [(n.id, p) for n in nodes.values() for p in n.cls.existing_outputs(n.params)]
+    if existing and check_outputs:
+        listed = "; ".join(f"node '{nid}': {p}" for nid, p in existing)
+        raise UsageError(f"{listed} {'exists' if len(existing) == 1 else 'exist'}; pass --overwrite "
+                         f"(overwrite=True) to replace {'it' if len(existing) == 1 else 'them'}")
     shortfalls = check_fit(nodes)
     if shortfalls:
         raise UsageError("; ".join(shortfalls))
@@ -246,4 +257,4 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
     totals = [n.input_streams["input"].frames for n in nodes.values() if n.cls.is_sink and "input" in n.input_streams]
     known = [t for t in totals if t is not None]
     return Plan(recipe=recipe, nodes=nodes, order=list(nodes), total_frames=max(known) if known else None,
-                memory=memory, graph=graph, options=options)
+                memory=memory, graph=graph, options=options, existing=existing)

@@ -102,7 +102,7 @@ def verify(names: tuple[str, ...]) -> None:
 @click.option("--name", help="Model name stored in the file's metadata.")
 def import_cmd(param: str, bin_: str, out: str, name: str | None) -> None:
     """Convert an ncnn model (PARAM + BIN) to a safetensors file spandrel loads."""
-    from diffusify.weights.ncnn import import_ncnn
+    from diffusify.weights.ncnn.convert import import_ncnn
 
     try:
         r = import_ncnn(param, bin_, out, name=name)

