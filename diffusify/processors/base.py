@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from diffusify.core.frame import Frame, Window
 from diffusify.core.stream import StreamInfo
@@ -46,7 +46,9 @@ def _check_fps(v: object) -> str:
     return str(v)
 
 
-FrameRate = Annotated[str, BeforeValidator(_check_fps)]
+FrameRate = Annotated[str, BeforeValidator(_check_fps), WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+(/[0-9]+)?\s*$"}],
+     "description": "A frame rate: a number, or num/den such as 30000/1001."})]
 """A parameter holding a frame rate: a number or ``num/den``, validated, kept as text (use :func:`parse_fps`)."""
 
 
