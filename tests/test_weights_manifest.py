@@ -59,7 +59,7 @@ def test_bundled_manifest_is_valid_and_bundled_files_verify(monkeypatch: pytest.
         assert meta.architecture == entry.architecture
         assert meta.effective_scale == entry.scale
     for entry in models:
-        assert entry.licence == "BSD-3-Clause"
+        assert entry.licence == ("MIT" if entry.purpose == "interpolate" else "BSD-3-Clause")
         if not entry.bundled:
             assert entry.url and entry.url.startswith(
                 "https://github.com/xinntao/Real-ESRGAN/releases/download/"

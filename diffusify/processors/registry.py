@@ -28,7 +28,8 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
     "diffusify.processors.classical": ("Denoise", "Sharpen"),
     "diffusify.processors.spandrel": ("UpscaleSpandrel", "DenoiseSpandrel", "RestoreSpandrel"),
     "diffusify.processors.generate": ("TextToVideo", "ImageToVideo"),
-    "diffusify.processors.temporal": ("Interpolate", "SceneDetect", "Dedup", "Fps"),
+    "diffusify.processors.temporal": ("SceneDetect", "Dedup", "Fps"),
+    "diffusify.processors.rife": ("Interpolate",),
     "diffusify.processors.segment": ("Segment",),
 }
 

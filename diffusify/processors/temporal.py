@@ -1,8 +1,8 @@
-"""Temporal processors: ``scene.detect`` (mark cuts), ``dedup`` (drop repeated frames, keep times), ``fps``
-(classical frame-rate conversion on an exact grid) and ``interpolate.rife`` (frame interpolation).
+"""Temporal processors without a model: ``scene.detect`` (mark cuts), ``dedup`` (drop repeated frames, keep
+times) and ``fps`` (classical frame-rate conversion on an exact grid). Frame interpolation is ``rife.py``.
 
 Times are exact: every output frame's ``pts`` is a Fraction computed from the source times, never accumulated
-in floating point. ``interpolate.rife`` validates but does not run yet.
+in floating point.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pydantic import Field
 from diffusify.core.stream import StreamInfo
 from diffusify.processors.base import (
     FrameRate,
-    ModelRef,
     OutputPath,
     Params,
     PlanContext,
@@ -32,30 +31,6 @@ from diffusify.processors.base import (
 if TYPE_CHECKING:
 
     from diffusify.core.frame import Frame
-
-
-class InterpolateParams(Params):
-    model: ModelRef = Field(description="RIFE model file.")
-    multiplier: int = Field(2, ge=2, le=16, description="Output frames per input frame.")
-    scene_threshold: float = Field(0.3, ge=0, le=1, description="Do not interpolate across scene changes above this.")
-
-
-class Interpolate(Processor):
-    """Frame interpolation with a RIFE-family model, exact output timestamps."""
-
-    type_name = "interpolate.rife"
-    Params = InterpolateParams
-    temporal = Temporal.WINDOW
-    window = (0, 1)
-    resources = Resources(device="gpu", max_replicas=1, heavy=True)
-    implemented = False
-
-    @classmethod
-    def infer_stream(cls, params: InterpolateParams, inputs: Mapping[str, StreamInfo],
-                     ctx: PlanContext) -> StreamInfo | None:
-        src = inputs["input"]
-        frames = None if src.frames is None else (src.frames - 1) * params.multiplier + 1
-        return src.replace(fps=src.fps * params.multiplier, frames=frames, vfr=False)
 
 
 # ---- scene.detect -------------------------------------------------------------------------------------------------
