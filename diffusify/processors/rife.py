@@ -1,9 +1,12 @@
-"""Frame interpolation with RIFE 4.x: ``interpolate.rife``.
+"""Frame interpolation with RIFE: ``interpolate.rife``.
 
-The network (IFNet as in RIFE 4.25/4.26: a feature head, five flow blocks refining a bidirectional flow from 1/16
-to full scale, and a fusion mask) is written here from the published architecture and loads the released
-checkpoints as they are (``.pkl``/``.pth`` state dicts, loaded weights-only) or converted to safetensors. The
-bundled model is RIFE 4.25 in fp16 (see ``weights/PROVENANCE.md``).
+The networks are written here from the published architectures and load the released checkpoints as they are
+(``.pkl``/``.pth`` state dicts, read weights-only) or converted to safetensors; the version is told by the keys:
+
+* RIFE 4.25/4.26 (IFNet: a feature head, five flow blocks refining a bidirectional flow from 1/16 to full scale,
+  the timestep as an input, so any t in (0, 1) in one pass). The bundled model, in fp16 (``weights/PROVENANCE.md``).
+* RIFE HDv3 (v3.x: three symmetric flow blocks, the midpoint only). Other dyadic times (1/4, 3/4...) are made by
+  halving; a rate it cannot reach exactly is refused at validation, never approximated.
 
 Times: output frame k is at ``k / fps_out`` on the source's timeline (sources start at 0). Between source frames i
 and i+1 (times p_i and p_{i+1}) every grid time T gets ``t = (T - p_i) / (p_{i+1} - p_i)``; a grid time that is a
@@ -43,7 +46,6 @@ if TYPE_CHECKING:
     from diffusify.core.frame import Frame, Window
 
 BUNDLED = "rife-4.25"
-_ALIGN = 64  # the coarsest flow block works at 1/16 and then halves twice more
 
 
 # ---- the network ------------------------------------------------------------------------------------------------
@@ -142,23 +144,95 @@ def _network() -> Any:
             m = torch.sigmoid(mask)
             return w0 * m + w1 * (1 - m)
 
-    return IFNet
+    def prelu_conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.PReLU(cout))
+
+    class HDv3Block(nn.Module):
+        """One HDv3 flow block: the residual flow and mask at 1/scale."""
+
+        def __init__(self, cin: int, c: int):
+            super().__init__()
+            self.conv0 = nn.Sequential(prelu_conv(cin, c // 2, 2), prelu_conv(c // 2, c, 2))
+            for i in range(4):
+                setattr(self, f"convblock{i}", nn.Sequential(prelu_conv(c, c), prelu_conv(c, c)))
+            self.conv1 = nn.Sequential(nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.PReLU(c // 2),
+                                       nn.ConvTranspose2d(c // 2, 4, 4, 2, 1))
+            self.conv2 = nn.Sequential(nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.PReLU(c // 2),
+                                       nn.ConvTranspose2d(c // 2, 1, 4, 2, 1))
+
+        def forward(self, x: torch.Tensor, flow: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+            x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
+            feat = self.conv0(torch.cat((x, flow), 1))
+            for i in range(4):
+                feat = getattr(self, f"convblock{i}")(feat) + feat
+            f = F.interpolate(self.conv1(feat), scale_factor=scale, mode="bilinear", align_corners=False) * scale
+            m = F.interpolate(self.conv2(feat), scale_factor=scale, mode="bilinear", align_corners=False)
+            return f, m
+
+    class IFNetHDv3(nn.Module):
+        """RIFE HDv3 (v3.x): the midpoint only. ``forward(img0, img1, t, scales)`` with every t = 0.5 (the
+        caller makes other dyadic times by halving recursively); H and W multiples of 32 / scale."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.block0 = HDv3Block(7 + 4, 90)
+            self.block1 = HDv3Block(7 + 4, 90)
+            self.block2 = HDv3Block(7 + 4, 90)
+
+        def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor,
+                    scales: tuple[float, ...]) -> torch.Tensor:
+            n, _, h, w = img0.shape
+            flow = img0.new_zeros(n, 4, h, w)
+            mask = img0.new_zeros(n, 1, h, w)
+            w0, w1 = img0, img1
+            for block, scale in zip((self.block0, self.block1, self.block2), scales[-3:], strict=True):
+                f0, m0 = block(torch.cat((w0, w1, mask), 1), flow, scale)
+                f1, m1 = block(torch.cat((w1, w0, -mask), 1), torch.cat((flow[:, 2:4], flow[:, :2]), 1), scale)
+                flow = flow + (f0 + torch.cat((f1[:, 2:4], f1[:, :2]), 1)) / 2
+                mask = mask + (m0 - m1) / 2
+                w0, w1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+            m = torch.sigmoid(mask)
+            return w0 * m + w1 * (1 - m)
+
+    return {"4.25": IFNet, "hdv3": IFNetHDv3}
 
 
 _NET_LOCK = threading.Lock()
 _NET_CLASS: Any = None
+ALIGN = {"4.25": 64, "hdv3": 32}
 
 
-def load_rife(path: str, device: str = "cpu") -> Any:
-    """A RIFE 4.25/4.26 IFNet with the weights of ``path`` (a released ``.pkl``/``.pth`` state dict, read
-    weights-only so no pickled code runs, or a ``.safetensors``). Training-only keys (``teacher.*``,
-    ``caltime.*``) and a ``module.`` prefix are ignored. Raises StreamError for anything else."""
+def _version_of(keys: set[str]) -> str | None:
+    if "block4.convblock.0.beta" in keys and "encode.cnn0.weight" in keys:
+        return "4.25"
+    if "block0.convblock0.0.0.weight" in keys and "block2.conv2.2.weight" in keys:
+        return "hdv3"
+    return None
+
+
+def rife_version(path: str) -> str:
+    """``4.25`` (RIFE 4.25/4.26) or ``hdv3`` (RIFE HDv3), read from the file's keys; a safetensors file is read
+    without torch. Raises StreamError for other files."""
+    keys: set[str]
+    if path.endswith(".safetensors"):
+        import json
+        import struct
+
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            keys = set(json.loads(fh.read(size))) - {"__metadata__"}
+    else:
+        keys = set(_read_state(path))
+    version = _version_of({k.removeprefix("module.") for k in keys})
+    if version is None:
+        raise StreamError(f"{path}: not a RIFE 4.25/4.26 or HDv3 model (its keys match neither)", param="model")
+    return version
+
+
+def _read_state(path: str) -> Mapping[str, Any]:
     import torch
 
-    global _NET_CLASS
-    with _NET_LOCK:
-        if _NET_CLASS is None:
-            _NET_CLASS = _network()
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -177,15 +251,31 @@ def load_rife(path: str, device: str = "cpu") -> Any:
                           ".pkl/.pth or a .safetensors", param="model") from None
     if not isinstance(state, Mapping):
         raise StreamError(f"{path}: holds a {type(state).__name__}, not a state dict", param="model")
-    state = {k.removeprefix("module."): v for k, v in state.items()
-             if not k.removeprefix("module.").startswith(("teacher.", "caltime."))}
-    net = _NET_CLASS()
+    return state
+
+
+def load_rife(path: str, device: str = "cpu") -> Any:
+    """A RIFE network with the weights of ``path``: a released ``.pkl``/``.pth`` state dict (read weights-only, so
+    no pickled code runs) or a ``.safetensors``; RIFE 4.25/4.26 or HDv3, told apart by the keys. Training-only
+    keys (``teacher.*``, ``caltime.*``, ``block_tea.*``) and a ``module.`` prefix are ignored. Raises StreamError
+    for anything else. The network has ``.version`` (``4.25`` or ``hdv3``)."""
+    global _NET_CLASS
+    with _NET_LOCK:
+        if _NET_CLASS is None:
+            _NET_CLASS = _network()
+    state = {k.removeprefix("module."): v for k, v in _read_state(path).items()}
+    state = {k: v for k, v in state.items() if not k.startswith(("teacher.", "caltime.", "block_tea."))}
+    version = _version_of(set(state))
+    if version is None:
+        raise StreamError(f"{path}: not a RIFE 4.25/4.26 or HDv3 model (its keys match neither)", param="model")
+    net = _NET_CLASS[version]()
     expected = net.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         missing = sorted(set(expected) - set(state))[:3]
-        raise StreamError(f"{path}: not a RIFE 4.25/4.26 model (it lacks {missing or 'the expected shapes'}); "
-                          "other RIFE versions are not supported yet", param="model")
+        raise StreamError(f"{path}: a RIFE {version} model with other layers or shapes (it lacks "
+                          f"{missing or 'the expected shapes'})", param="model")
     net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.version = version
     return net.eval().to(device)
 
 
@@ -199,8 +289,9 @@ def resolve_rife(name: str | None) -> str:
 # ---- the processor -------------------------------------------------------------------------------------------------
 class InterpolateParams(Params):
     model: ModelRef | None = Field(
-        None, description="RIFE 4.25/4.26 model: a released .pkl/.pth, a .safetensors, or a name from "
-                          "weights/models.yaml; empty uses the bundled RIFE 4.25.")
+        None, description="RIFE 4.25/4.26 or HDv3 model: a released .pkl/.pth, a .safetensors, or a name from "
+                          "weights/models.yaml; empty uses the bundled RIFE 4.25. HDv3 makes midpoints only: it "
+                          "takes 2, 4, 8 or 16 times a constant source rate.")
     multiplier: int | None = Field(None, ge=2, le=16, description="Output frames per input frame (instead of fps).")
     fps: FrameRate | None = Field(None, description="Target frame rate, exact: 60000/1001, 59.94, 50 (instead "
                                                     "of multiplier).")
@@ -218,6 +309,15 @@ class InterpolateParams(Params):
         if (self.multiplier is None) == (self.fps is None):
             raise ValueError("give multiplier or fps (one of them)")
         return self
+
+
+def _first_t(ratio: Fraction) -> Fraction:
+    """The first timestep that is not a source time, for an output/input rate ratio."""
+    k = 1
+    while (k / ratio).denominator == 1:
+        k += 1
+    t = k / ratio
+    return t - int(t)
 
 
 class Interpolate(Processor):
@@ -246,7 +346,16 @@ class Interpolate(Processor):
         if target > 1000:
             raise StreamError(f"{float(target):g} fps is more than a video holds; check the value",
                               param="fps" if params.fps else "multiplier")
-        resolve_rife(params.model)  # a missing model is reported at validation
+        version = rife_version(resolve_rife(params.model))  # a missing or foreign model is reported here
+        if version == "hdv3":
+            ratio = target / src.fps
+            if src.vfr or ratio.denominator != 1 or ratio.numerator & (ratio.numerator - 1):
+                needs = "times between frames that vary" if src.vfr else \
+                    f"t = {Fraction(1, 1) / ratio if ratio.denominator == 1 else _first_t(ratio)}"
+                raise StreamError(f"RIFE HDv3 makes midpoints only (t = 1/2, 1/4... by halving), so it needs a "
+                                  f"constant-rate source and 2, 4, 8 or 16 times its rate; this asks for {needs}: "
+                                  "use a RIFE 4.x model (the bundled rife-4.25 takes any t)",
+                                  param="fps" if params.fps else "multiplier")
         frames = None if src.frames is None or src.vfr else math.ceil(src.frames * target / src.fps)
         return src.replace(fps=target, frames=frames, vfr=False)
 
@@ -262,6 +371,7 @@ class Interpolate(Processor):
 
         dev = self._torch_device()
         self.net = load_rife(resolve_rife(self.params.model), str(dev))
+        self.align = ALIGN[self.net.version]
         p = self.params
         self.dtype = torch.float16 if (p.precision == "fp16" or p.precision == "auto" and dev.type == "cuda") \
             else torch.float32
@@ -340,12 +450,32 @@ class Interpolate(Processor):
         from torch.nn import functional as F
 
         _, h, w = a.shape
-        align = max(_ALIGN, int(_ALIGN / self.params.scale))
+        align = max(self.align, int(self.align / self.params.scale))
         ph, pw = -(-h // align) * align, -(-w // align) * align
         pad = (0, pw - w, 0, ph - h)
+        x0, x1 = F.pad(a[None].to(self.dtype), pad), F.pad(b[None].to(self.dtype), pad)
+        if self.net.version == "hdv3":
+            return self._midpoints(x0, x1, ts, h, w)
         n = len(ts)
-        x0 = F.pad(a[None].to(self.dtype), pad).expand(n, -1, -1, -1)
-        x1 = F.pad(b[None].to(self.dtype), pad).expand(n, -1, -1, -1)
         t = torch.tensor([float(v) for v in ts], device=a.device, dtype=self.dtype).view(n, 1, 1, 1)
-        out = self.net(x0, x1, t, self.scales)[:, :, :h, :w].float().clamp_(0, 1)
+        out = self.net(x0.expand(n, -1, -1, -1), x1.expand(n, -1, -1, -1), t, self.scales)
+        out = out[:, :, :h, :w].float().clamp_(0, 1)
         return {v: out[i] for i, v in enumerate(ts)}
+
+    def _midpoints(self, x0: torch.Tensor, x1: torch.Tensor, ts: list[Fraction], h: int,
+                   w: int) -> dict[Fraction, torch.Tensor]:
+        """HDv3: each dyadic t by halving the interval that holds it (t = 1/4 is the midpoint of 0 and 1/2)."""
+        import torch
+
+        half = torch.full((1, 1, 1, 1), 0.5, device=x0.device, dtype=self.dtype)
+        known = {Fraction(0): x0, Fraction(1): x1}
+        for t in ts:
+            lo, hi = Fraction(0), Fraction(1)
+            while True:
+                mid = (lo + hi) / 2
+                if mid not in known:
+                    known[mid] = self.net(known[lo], known[hi], half, self.scales)
+                if mid == t:
+                    break
+                lo, hi = (lo, mid) if t < mid else (mid, hi)
+        return {t: known[t][0, :, :h, :w].float().clamp(0, 1) for t in ts}
