@@ -227,6 +227,36 @@ nodes:
     assert all(frames[k].meta["interpolated"] for k in (1, 3, 7, 9))
 
 
+def test_blend_at_a_cut_mixes_the_two_frames(registry):
+    frames = _collect(registry, f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{SAMPLE}", start: 43, end: 47}}}}
+  small: {{type: crop, input: src, with: {{width: 128, height: 64, x: 160, y: 96}}}}
+  up: {{type: interpolate.rife, input: small, with: {{multiplier: 2, at_cut: blend}}}}
+  out: {{type: test.collect, input: up}}
+""")
+    assert frames[3].meta["blended_at_cut"] == 0.5
+    assert torch.allclose(frames[3].data, (frames[2].data + frames[4].data) / 2, atol=1e-6)
+
+
+def test_dedup_then_rife_to_a_rate_gives_constant_rate_video_of_the_same_length(tmp_path):
+    clip = make_clip(tmp_path / "twos.mkv", size="64x64", rate="24", frames=24, vf="fps=12,fps=24",
+                     codec="libx264", extra=("-crf", "18"))
+    out = tmp_path / "o.mkv"
+    diffusify.run(f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{clip}"}}}}
+  once: {{type: dedup, input: src}}
+  smooth: {{type: interpolate.rife, input: once, with: {{fps: 24}}}}
+  out: {{type: video.write, input: smooth, with: {{path: "{out}"}}}}
+""")
+    got, src = probe(out), probe(clip)
+    assert got.video is not None and not got.video.vfr and got.video.frames == 24
+    assert abs(float(got.video_duration) - float(src.video_duration)) <= 0.002
+
+
 class _Boom:
     def __reduce__(self):
         import os

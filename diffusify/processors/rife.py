@@ -301,6 +301,9 @@ class InterpolateParams(Params):
         "auto", description="auto: no interpolation across a cut, using scene.detect's marks or, without them, "
                             "the same measure here; marks: only scene.detect's marks; off: interpolate everywhere.")
     scene_threshold: float = Field(10.0, ge=0, le=100, description="Cut score (as scene.detect's) for auto.")
+    at_cut: Literal["hold", "blend"] = Field(
+        "hold", description="Between the two frames of a cut: hold the frame before it (the default), or blend "
+                            "the two linearly (a short cross-fade instead of a warp between unrelated pictures).")
     precision: Literal["auto", "fp32", "fp16"] = Field(
         "auto", description="auto: fp16 on CUDA, fp32 on the CPU.")
 
@@ -438,6 +441,10 @@ class Interpolate(Processor):
         for t in times:
             if t == p0:
                 out.append(cur.derive(pts=t, meta={"interpolated": False}))
+            elif cut and self.params.at_cut == "blend":
+                w = float((t - p0) / (p1 - p0))
+                out.append(cur.derive(cur.data.lerp(nxt.data.to(cur.data.dtype), w), pts=t,
+                                      meta={"interpolated": False, "blended_at_cut": w}))
             elif cut:
                 out.append(cur.derive(pts=t, meta={"interpolated": False, "held_at_cut": True}))
             else:
