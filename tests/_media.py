@@ -101,6 +101,12 @@ def yuv_vf(
     return f"zscale=matrix={zmatrix}:range={zrange}:chromal=left:filter=bicubic:dither=none,format={pix_fmt},{tags}"
 
 
+def make_twos_clip(path: Path, *, size: str = "128x72", frames: int = 24) -> Path:
+    """A 24 fps clip drawn on twos: each picture shown for two frames, then compressed (as anime is)."""
+    return make_clip(path, size=size, rate="24", frames=frames, vf="fps=12,fps=24", codec="libx264",
+                     extra=("-crf", "18"))
+
+
 def make_av_clip(path: Path, tmp: Path, *, rate: str = "30000/1001", frames: int = 30) -> Path:
     """A clip with video, English AAC audio, a French SRT subtitle with a title, chapters and global title."""
     srt = tmp / "subs.srt"

@@ -16,7 +16,7 @@ import diffusify
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
 from diffusify.processors.rife import load_rife
-from tests._media import make_clip
+from tests._media import make_clip, make_twos_clip
 from tests.conftest import ROOT, CollectSink
 
 SAMPLE = ROOT / "examples" / "media" / "sample.mp4"
@@ -241,8 +241,7 @@ nodes:
 
 
 def test_dedup_then_rife_to_a_rate_gives_constant_rate_video_of_the_same_length(tmp_path):
-    clip = make_clip(tmp_path / "twos.mkv", size="64x64", rate="24", frames=24, vf="fps=12,fps=24",
-                     codec="libx264", extra=("-crf", "18"))
+    clip = make_twos_clip(tmp_path / "twos.mkv", size="64x64")
     out = tmp_path / "o.mkv"
     diffusify.run(f"""
 version: 1

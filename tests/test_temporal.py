@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import torch
 
 import diffusify
 from diffusify.io.probe import probe
-from tests._media import make_clip
+from tests._media import make_clip, make_twos_clip
 from tests.conftest import ROOT, CollectSink
 
 SAMPLE = ROOT / "examples" / "media" / "sample.mp4"
@@ -43,14 +42,8 @@ nodes:
     assert all(f.pts == src.frame_time(i) for i, f in enumerate(frames))  # frames pass through with their times
 
 
-def _twos(tmp_path: Path, frames: int = 24) -> Path:
-    """A 24 fps clip drawn on twos: each picture shown for two frames, then compressed (as anime is)."""
-    return make_clip(tmp_path / "twos.mkv", size="128x72", rate="24", frames=frames,
-                     vf="fps=12,fps=24", codec="libx264", extra=("-crf", "18"))
-
-
 def test_dedup_drops_repeats_keeps_times_and_the_duration(registry, tmp_path):
-    clip = _twos(tmp_path)
+    clip = make_twos_clip(tmp_path / "twos.mkv")
     info = probe(clip)
     assert info.video is not None and info.video.frames == 24
     frames = _collect(registry, f"""
@@ -129,7 +122,7 @@ nodes:
 
 
 def test_fps_after_dedup_gives_constant_rate_video_of_the_same_length(tmp_path):
-    clip = _twos(tmp_path, frames=48)
+    clip = make_twos_clip(tmp_path / "twos.mkv", frames=48)
     out = tmp_path / "o.mkv"
     diffusify.run(f"""
 version: 1

@@ -39,6 +39,7 @@ from diffusify.processors.base import (
     Temporal,
     parse_fps,
 )
+from diffusify.processors.temporal import retimed_stream
 
 if TYPE_CHECKING:
     import torch
@@ -346,9 +347,7 @@ class Interpolate(Processor):
                      ctx: PlanContext) -> StreamInfo | None:
         src = inputs["input"]
         target = cls.target(params, src)
-        if target > 1000:
-            raise StreamError(f"{float(target):g} fps is more than a video holds; check the value",
-                              param="fps" if params.fps else "multiplier")
+        out = retimed_stream(src, target, "fps" if params.fps else "multiplier")
         version = rife_version(resolve_rife(params.model))  # a missing or foreign model is reported here
         if version == "hdv3":
             ratio = target / src.fps
@@ -359,8 +358,7 @@ class Interpolate(Processor):
                                   f"constant-rate source and 2, 4, 8 or 16 times its rate; this asks for {needs}: "
                                   "use a RIFE 4.x model (the bundled rife-4.25 takes any t)",
                                   param="fps" if params.fps else "multiplier")
-        frames = None if src.frames is None or src.vfr else math.ceil(src.frames * target / src.fps)
-        return src.replace(fps=target, frames=frames, vfr=False)
+        return out
 
     @classmethod
     def memory_estimate(cls, params: InterpolateParams, inputs: Mapping[str, StreamInfo],

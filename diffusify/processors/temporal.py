@@ -162,6 +162,15 @@ class Dedup(Processor):
 
 
 # ---- fps ----------------------------------------------------------------------------------------------------------
+def retimed_stream(src: StreamInfo, target: Fraction, param: str) -> StreamInfo:
+    """The stream of a rate change to ``target`` on an exact grid: constant rate, and, from a constant-rate input
+    of N frames, ceil(N * target / rate) frames (as many grid times as fall before the input's end)."""
+    if target > 1000:
+        raise StreamError(f"{float(target):g} fps is more than a video holds; check the value", param=param)
+    frames = None if src.frames is None or src.vfr else math.ceil(src.frames * target / src.fps)
+    return src.replace(fps=target, frames=frames, vfr=False)
+
+
 class FpsParams(Params):
     fps: FrameRate = Field(description="Target frame rate, exact: 60000/1001, 59.94 (read as 60000/1001), 50...")
     mode: Literal["nearest", "blend"] = Field(
@@ -188,12 +197,7 @@ class Fps(Processor):
     @classmethod
     def infer_stream(cls, params: FpsParams, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
-        src = inputs["input"]
-        target = parse_fps(params.fps)
-        if target > 1000:
-            raise StreamError(f"{params.fps} fps is more than a video holds; check the value", param="fps")
-        frames = None if src.frames is None or src.vfr else math.ceil(src.frames * target / src.fps)
-        return src.replace(fps=target, frames=frames, vfr=False)
+        return retimed_stream(inputs["input"], parse_fps(params.fps), "fps")
 
     def setup(self) -> None:
         self._step = 1 / parse_fps(self.params.fps)
