@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
+from pydantic import BeforeValidator
 from pydantic_core import PydanticUndefined
 
-from diffusify.processors.base import Processor
+from diffusify.processors.base import PathField, Processor
+
+
+def _label(metadata: Any) -> str:
+    """The name of a marked type (a path, a frame rate), or an empty string."""
+    for meta in metadata:
+        if isinstance(meta, PathField):
+            return {"input": "path", "output": "output path", "model": "model file or name"}[meta.kind]
+        if isinstance(meta, BeforeValidator) and getattr(meta.func, "__name__", "") == "_check_fps":
+            return "frame rate"
+    return ""
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    if inspect.isclass(annotation):
+    """A reader's name for a parameter's type: ``int | None``, ``path``, ``frame rate``, ``Literal['a', 'b']``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _label(args[1:]) or _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "None"
+    if inspect.isclass(annotation) and origin is None:
         return annotation.__name__
-    return text.replace("NoneType", "None")
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
 
 
 def _params(cls: type[Processor]) -> list[dict[str, Any]]:
@@ -24,7 +43,7 @@ def _params(cls: type[Processor]) -> list[dict[str, Any]]:
             default: Any = f.default_factory()  # type: ignore[call-arg]
         else:
             default = None if f.default is PydanticUndefined else f.default
-        out.append({"name": name, "type": _type_name(f.annotation), "required": f.is_required(),
+        out.append({"name": name, "type": (_label(f.metadata) or _type_name(f.annotation)), "required": f.is_required(),
                     "default": default, "description": f.description or ""})
     return out
 
