@@ -16,21 +16,6 @@ if TYPE_CHECKING:
     from diffusify.core.frame import Frame
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    import torch
-    import torch.nn.functional as F
-
-    radius = max(1, int(round(sigma * 3)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-(t * t) / (2 * sigma * sigma))
-    k = k / k.sum()
-    c = x.shape[0]
-    y = F.pad(x.unsqueeze(0), (radius, radius, radius, radius), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return y.squeeze(0)
-
-
 def _shifts(x: torch.Tensor, radius: int):
     """Yield (dy, dx, shifted) for every offset in the window, reflect-padded at the borders."""
     import torch.nn.functional as F
@@ -88,12 +73,14 @@ class Denoise(Processor):
     Params = DenoiseParams
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import gaussian_blur
+
         p = self.params
         x = frames["input"].data
         if p.strength == 0:
             return x
         if p.method == "gaussian":
-            return _gaussian_blur(x, 0.5 + p.strength)
+            return gaussian_blur(x, 0.5 + p.strength)
         if p.method == "nlmeans":
             return nl_means(x, p.radius, 1, 0.02 + 0.06 * p.strength).clamp_(0, 1)
         return bilateral(x, p.radius, sigma_space=max(0.5, p.radius / 1.5),
@@ -116,9 +103,11 @@ class Sharpen(Processor):
     Params = SharpenParams
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import gaussian_blur
+
         p = self.params
         x = frames["input"].data
-        detail = x - _gaussian_blur(x, p.radius)
+        detail = x - gaussian_blur(x, p.radius)
         if p.threshold > 0:
             detail = detail * (detail.abs() > p.threshold)
         return (x + p.amount * detail).clamp_(0, 1)

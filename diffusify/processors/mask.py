@@ -1,4 +1,6 @@
-"""Masks from video: ``mask`` turns an RGB stream into a 1-channel mask stream for ``compose.mask``."""
+"""Masks: ``mask`` makes a mask stream from a picture (luma or a channel); ``mask.threshold``, ``mask.dilate``,
+``mask.erode``, ``mask.feather``, ``mask.invert`` and ``mask.combine`` work on mask streams (1 channel, [0, 1]),
+frame for frame, for ``compose.mask`` and mattes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from diffusify.core.stream import StreamInfo
-from diffusify.processors.base import Params, PlanContext, Processor
+from diffusify.processors.base import NoParams, Params, PlanContext, Port, Processor
 
 if TYPE_CHECKING:
     import torch
@@ -55,3 +57,134 @@ class Mask(Processor):
         if p.invert:
             m = 1 - m
         return m.clamp(0, 1)
+
+
+class _MaskOp(Processor):
+    """A mask in, a mask out: ``(1, H, W)`` float32 in [0, 1], same size, index and time."""
+
+    inputs = (Port("input", "mask"),)
+
+
+class ThresholdParams(Params):
+    level: float = Field(0.5, ge=0, le=1, description="Values at or above this become 1, the rest 0.")
+    softness: float = Field(0.0, ge=0, le=0.5, description="Half-width of a smooth ramp around the level "
+                                                           "(0: a hard edge).")
+
+
+class MaskThreshold(_MaskOp):
+    """Make a mask hard (0 or 1) at a level, or steep with a smooth ramp around it.
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.threshold"
+    Params = ThresholdParams
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        m, p = frames["input"].data, self.params
+        if p.softness == 0:
+            return (m >= p.level).to(m.dtype)
+        t = ((m - (p.level - p.softness)) / (2 * p.softness)).clamp(0, 1)
+        return t * t * (3 - 2 * t)  # smoothstep
+
+
+class RadiusParams(Params):
+    radius: int = Field(2, ge=1, le=256, description="Pixels to grow (dilate) or shrink (erode) the mask by.")
+
+
+class MaskDilate(_MaskOp):
+    """Grow a mask by a radius (an octagon, close to a disc): covers halos and hair at the edge.
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.dilate"
+    Params = RadiusParams
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import dilate
+
+        return dilate(frames["input"].data, self.params.radius)
+
+
+class MaskErode(_MaskOp):
+    """Shrink a mask by a radius (an octagon, close to a disc): drops specks and pulls edges in.
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.erode"
+    Params = RadiusParams
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import dilate
+
+        return 1 - dilate(1 - frames["input"].data, self.params.radius)
+
+
+class FeatherParams(Params):
+    radius: float = Field(4.0, gt=0, le=256, description="Width of the soft edge in pixels (a gaussian of "
+                                                         "sigma radius / 2).")
+
+
+class MaskFeather(_MaskOp):
+    """Soften a mask's edge (a gaussian blur), so a composite shows no hard seam.
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.feather"
+    Params = FeatherParams
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import gaussian_blur
+
+        return gaussian_blur(frames["input"].data, self.params.radius / 2).clamp_(0, 1)
+
+
+class MaskInvert(_MaskOp):
+    """Swap inside and outside: ``1 - mask``.
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.invert"
+    Params = NoParams
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        return 1 - frames["input"].data
+
+
+class CombineParams(Params):
+    op: Literal["union", "intersection", "difference"] = Field(
+        "union", description="union: in either (max); intersection: in both (min); difference: in a but not in "
+                             "b (a - min(a, b)).")
+
+
+class MaskCombine(Processor):
+    """Combine two masks of the same size: union, intersection or difference (soft values kept).
+
+    Ports ``a`` and ``b``: ``(1, H, W)`` float32 masks in [0, 1], same size and index. Output: a mask.
+    """
+
+    type_name = "mask.combine"
+    Params = CombineParams
+    inputs = (Port("a", "mask"), Port("b", "mask"))
+
+    @classmethod
+    def infer_stream(cls, params: CombineParams, inputs: Mapping[str, StreamInfo],
+                     ctx: PlanContext) -> StreamInfo | None:
+        from diffusify.processors.compose import check_size, check_timing
+
+        check_size(inputs)
+        return check_timing(inputs)
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        import torch
+
+        a, b = frames["a"].data, frames["b"].data
+        if self.params.op == "union":
+            return torch.maximum(a, b)
+        if self.params.op == "intersection":
+            return torch.minimum(a, b)
+        return a - torch.minimum(a, b)
