@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from diffusify.processors.base import Params, Processor, Resources, Temporal
+from diffusify.processors.base import Params, Port, Processor, Resources, Temporal
 from diffusify.processors.registry import Registry, default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,7 @@ class CollectSink(Processor):
 
     type_name = "test.collect"
     Params = CollectParams
+    inputs = (Port("input", "any"),)  # video or masks
     is_sink = True
     temporal = Temporal.ORDERED
     resources = Resources(device="cpu", max_replicas=1)

@@ -105,3 +105,61 @@ nodes:
     v = validate_text(text.replace("input: grown", "input: src"))
     assert any("port 'input' of mask.feather takes mask frames, but 'src' gives a video stream" in p.format()
                for p in v.errors)
+
+
+def _tiny_segformer(folder):
+    """A randomly initialised SegFormer with the classes background, person, car, saved as a model folder."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    torch.manual_seed(0)
+    labels = {0: "background", 1: "person", 2: "car"}
+    cfg = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                          num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+                          decoder_hidden_size=16, num_labels=3, id2label=labels,
+                          label2id={v: k for k, v in labels.items()})
+    SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": 32, "width": 48}).save_pretrained(folder)
+    return folder
+
+
+def test_segment_with_a_transformers_model_gives_the_chosen_classes_probability(registry, tmp_path):
+    model = _tiny_segformer(tmp_path / "segformer")
+    text = f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{kind: moving, width: 64, height: 40, frames: 2}}}}
+  who: {{type: segment, input: src, with: {{model: "{model}", classes: [person, car]}}}}
+  out: {{type: test.collect, input: who}}
+"""
+    diffusify.run(text, registry=registry)
+    got = CollectSink.results.pop("collected")
+    assert len(got) == 2 and got[0].data.shape == (1, 40, 64)
+    from transformers import SegformerForSemanticSegmentation
+
+    from diffusify.processors.synthetic import TestPattern
+
+    net = SegformerForSemanticSegmentation.from_pretrained(model).eval()
+    pattern = make_processor(TestPattern, {"kind": "moving", "width": 64, "height": 40, "frames": 2})
+    x = pattern._draw(1, 64, 40, torch.device("cpu"))
+    y = torch.nn.functional.interpolate(x[None], size=(32, 48), mode="bilinear", align_corners=False,
+                                        antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        logits = net(pixel_values=(y - mean) / std).logits
+    probs = torch.nn.functional.interpolate(logits, size=(40, 64), mode="bilinear").softmax(1)[0]
+    assert torch.allclose(got[1].data[0], probs[1] + probs[2], atol=1e-5)
+    assert 0 <= float(got[1].data.min()) and float(got[1].data.max()) <= 1
+
+
+def test_segment_names_an_unknown_class_at_validation(tmp_path):
+    model = _tiny_segformer(tmp_path / "segformer")
+    v = validate_text(f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{width: 64, height: 40, frames: 2}}}}
+  who: {{type: segment, input: src, with: {{model: "{model}", classes: [persn]}}}}
+  out: {{type: discard, input: who}}
+""")
+    assert any("the model has no class 'persn' (did you mean 'person'?) (its classes: background, person, car)"
+               in p.format() for p in v.errors)
