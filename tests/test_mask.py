@@ -163,3 +163,21 @@ nodes:
 """)
     assert any("the model has no class 'persn' (did you mean 'person'?) (its classes: background, person, car)"
                in p.format() for p in v.errors)
+
+
+def test_smooth_removes_a_one_frame_flicker_without_lagging(registry):
+    from fractions import Fraction
+
+    from diffusify import Frame, Window
+
+    proc = make_processor(diffusify.default_registry().get("mask.smooth"), {},
+                          streams={"input": stream_of(torch.zeros(1, 2, 2))})
+    on, off = torch.ones(1, 2, 2), torch.zeros(1, 2, 2)
+    seq = [off, off, on, off, off, on, on, on]  # a flicker at 2; a real change from 5 on
+    sets = [{"input": Frame(i, Fraction(i, 25), m)} for i, m in enumerate(seq)]
+    out = []
+    for i in range(len(seq)):
+        lo, hi = max(i - 1, 0), min(i + 1, len(seq) - 1)
+        w = Window((sets[lo], sets[i], sets[hi]), 1, i, padded_before=int(i == 0), padded_after=int(i == 7))
+        out.append(float(proc.push(w)[0].data.mean()))
+    assert out == [0, 0, 0, 0, 0, 1, 1, 1]  # the flicker gone; the change at frame 5 kept at frame 5

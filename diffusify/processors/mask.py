@@ -1,6 +1,6 @@
 """Masks: ``mask`` makes a mask stream from a picture (luma or a channel); ``mask.threshold``, ``mask.dilate``,
-``mask.erode``, ``mask.feather``, ``mask.invert`` and ``mask.combine`` work on mask streams (1 channel, [0, 1]),
-frame for frame, for ``compose.mask`` and mattes."""
+``mask.erode``, ``mask.feather``, ``mask.invert``, ``mask.smooth`` (over time) and ``mask.combine`` work on mask
+streams (1 channel, [0, 1]), for ``compose.mask`` and mattes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from diffusify.core.stream import StreamInfo
-from diffusify.processors.base import NoParams, Params, PlanContext, Port, Processor
+from diffusify.processors.base import NoParams, Params, PlanContext, Port, Processor, Temporal
 
 if TYPE_CHECKING:
     import torch
 
-    from diffusify.core.frame import Frame
+    from diffusify.core.frame import Frame, Window
 
 # BT.709 luma weights on (gamma-encoded) RGB: what "brightness" means for a matte drawn or keyed in video
 _LUMA = (0.2126, 0.7152, 0.0722)
@@ -153,6 +153,31 @@ class MaskInvert(_MaskOp):
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
         return 1 - frames["input"].data
+
+
+class SmoothParams(Params):
+    mode: Literal["median", "mean"] = Field(
+        "median", description="median: a pixel keeps the middle of its three values in time (a one-frame flicker "
+                              "goes, edges stay sharp); mean: their average (softer).")
+
+
+class MaskSmooth(_MaskOp):
+    """Steady a mask over time: each frame from itself and its two neighbours, centred, so a still subject does
+    not flicker and a moving one is not followed late (the stream's ends repeat the first/last frame).
+
+    Input and output: ``(1, H, W)`` float32 masks in [0, 1].
+    """
+
+    type_name = "mask.smooth"
+    Params = SmoothParams
+    temporal = Temporal.WINDOW
+    window = (1, 1)
+
+    def _process_window(self, window: Window) -> torch.Tensor:
+        import torch
+
+        stack = torch.stack([window.at(-1).data, window.at(0).data, window.at(1).data])
+        return stack.median(dim=0).values if self.params.mode == "median" else stack.mean(dim=0)
 
 
 class CombineParams(Params):

@@ -25,7 +25,7 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
     "diffusify.processors.color": ("Color",),
     "diffusify.processors.compose": ("Stack", "Blend", "Diff", "MaskComposite"),
     "diffusify.processors.mask": ("Mask", "MaskThreshold", "MaskDilate", "MaskErode", "MaskFeather", "MaskInvert",
-                                  "MaskCombine"),
+                                  "MaskSmooth", "MaskCombine"),
     "diffusify.processors.classical": ("Denoise", "Sharpen"),
     "diffusify.processors.spandrel": ("UpscaleSpandrel", "DenoiseSpandrel", "RestoreSpandrel"),
     "diffusify.processors.generate": ("TextToVideo", "ImageToVideo"),
