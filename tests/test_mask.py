@@ -181,3 +181,30 @@ def test_smooth_removes_a_one_frame_flicker_without_lagging(registry):
         w = Window((sets[lo], sets[i], sets[hi]), 1, i, padded_before=int(i == 0), padded_after=int(i == 7))
         out.append(float(proc.push(w)[0].data.mean()))
     assert out == [0, 0, 0, 0, 0, 1, 1, 1]  # the flicker gone; the change at frame 5 kept at frame 5
+
+
+def test_blur_a_background_and_a_solid_colour_to_composite_over(registry):
+    from diffusify.processors.classical import Blur
+
+    x = torch.zeros(1, 31, 31)
+    x[0, 15, 15] = 1
+    out = _run(Blur, {"radius": 4}, input=x)[0]
+    assert abs(float(out.sum()) - 1) < 1e-4 and out[15, 15] == out.max() and out[15, 15] < 0.1
+    diffusify.run("""
+version: 1
+nodes:
+  src: {type: pattern, with: {kind: moving, width: 64, height: 36, frames: 2}}
+  green: {type: pattern, with: {kind: solid, color: "#00ff80", width: 64, height: 36, frames: 2}}
+  matte: {type: mask, input: src, with: {threshold: 0.5}}
+  comp: {type: compose.mask, inputs: {background: green, foreground: src, mask: matte}}
+  out: {type: test.collect, input: comp}
+""", registry=registry)
+    got = CollectSink.results.pop("collected")[1].data
+    from diffusify.processors.synthetic import TestPattern
+
+    pattern = make_processor(TestPattern, {"kind": "moving", "width": 64, "height": 36, "frames": 2})
+    src = pattern._draw(1, 64, 36, torch.device("cpu"))
+    inside = (0.2126 * src[0] + 0.7152 * src[1] + 0.0722 * src[2]) >= 0.5
+    green = torch.tensor([0.0, 1.0, 128 / 255]).view(3, 1, 1).expand(3, 36, 64)
+    assert 0 < int(inside.sum()) < inside.numel()  # both parts are there
+    assert torch.allclose(got[:, inside], src[:, inside]) and torch.allclose(got[:, ~inside], green[:, ~inside])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from diffusify.processors.base import Params, Processor
+from diffusify.processors.base import Params, Port, Processor
 
 if TYPE_CHECKING:
     import torch
@@ -85,6 +85,26 @@ class Denoise(Processor):
             return nl_means(x, p.radius, 1, 0.02 + 0.06 * p.strength).clamp_(0, 1)
         return bilateral(x, p.radius, sigma_space=max(0.5, p.radius / 1.5),
                          sigma_color=0.02 + 0.08 * p.strength).clamp_(0, 1)
+
+
+class BlurParams(Params):
+    radius: float = Field(8.0, gt=0, le=512, description="Blur radius in pixels (a gaussian of sigma radius / 2).")
+
+
+class Blur(Processor):
+    """Blur frames (a gaussian): a background effect behind a mask, or softening a mask.
+
+    Input and output: ``(C, H, W)`` float32 in [0, 1], video or mask (the kind goes through).
+    """
+
+    type_name = "blur"
+    Params = BlurParams
+    inputs = (Port("input", "any"),)
+
+    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        from diffusify.ops.filters import gaussian_blur
+
+        return gaussian_blur(frames["input"].data, self.params.radius / 2).clamp_(0, 1)
 
 
 class SharpenParams(Params):

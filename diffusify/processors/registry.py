@@ -26,7 +26,7 @@ _BUILTINS: dict[str, tuple[str, ...]] = {
     "diffusify.processors.compose": ("Stack", "Blend", "Diff", "MaskComposite"),
     "diffusify.processors.mask": ("Mask", "MaskThreshold", "MaskDilate", "MaskErode", "MaskFeather", "MaskInvert",
                                   "MaskSmooth", "MaskCombine"),
-    "diffusify.processors.classical": ("Denoise", "Sharpen"),
+    "diffusify.processors.classical": ("Denoise", "Sharpen", "Blur"),
     "diffusify.processors.spandrel": ("UpscaleSpandrel", "DenoiseSpandrel", "RestoreSpandrel"),
     "diffusify.processors.generate": ("TextToVideo", "ImageToVideo"),
     "diffusify.processors.temporal": ("SceneDetect", "Dedup", "Fps"),

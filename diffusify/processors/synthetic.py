@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 
 class PatternParams(Params):
-    kind: Literal["bars", "gradient", "moving", "noise"] = Field("moving", description="What to draw.")
+    kind: Literal["bars", "gradient", "moving", "noise", "solid"] = Field(
+        "moving", description="What to draw; solid: one colour (see color), e.g. a background to composite over.")
+    color: str = Field("#000000", pattern=r"^#[0-9A-Fa-f]{6}$", description="The colour of kind solid, as #RRGGBB.")
     width: int = Field(640, ge=2, le=16384, description="Frame width in pixels.")
     height: int = Field(360, ge=2, le=16384, description="Frame height in pixels.")
     fps: FrameRate = Field("25", description="Frame rate, e.g. 25 or 30000/1001.")
@@ -82,6 +84,9 @@ class TestPattern(Processor):
         import torch
 
         p = self.params
+        if p.kind == "solid":
+            rgb = torch.tensor([int(p.color[i:i + 2], 16) / 255 for i in (1, 3, 5)], device=device)
+            return rgb.view(3, 1, 1).expand(3, h, w).contiguous()
         if p.kind == "bars":
             colors = torch.tensor([[.75, .75, .75], [.75, .75, 0], [0, .75, .75], [0, .75, 0], [.75, 0, .75],
                                    [.75, 0, 0], [0, 0, .75]], device=device)
