@@ -10,13 +10,20 @@ import os
 import signal
 import sys
 
+BEFORE_START = "interrupted before the run started; nothing was written"
+
+
+def exit_before_start(json_events: bool) -> None:
+    """Leave at once, exit 130: one line, and an ``interrupted`` event with ``--json-events``. Safe in a signal
+    handler: os.write, not print (the main thread may be inside a write to the same buffered stream)."""
+    if json_events:
+        os.write(1, ('{"event": "interrupted", "message": "' + BEFORE_START + '"}\n').encode())
+    os.write(2, f"diffusify: {BEFORE_START}\n".encode())
+    os._exit(130)
+
 
 def _early(_signum: int, _frame: object) -> None:
-    message = "interrupted before the run started; nothing was written"
-    if "--json-events" in sys.argv:
-        os.write(1, ('{"event": "interrupted", "message": "' + message + '"}\n').encode())
-    os.write(2, f"diffusify: {message}\n".encode())
-    os._exit(130)
+    exit_before_start("--json-events" in sys.argv)
 
 
 def main() -> None:

@@ -103,7 +103,8 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
             signals.attach(handle)
         handle.result()
     except KeyboardInterrupt:
-        message = "interrupted before the run started; nothing was written"
+        from diffusify.__main__ import BEFORE_START as message
+
         if json_events:
             click.echo(json.dumps({"event": "interrupted", "message": message}))
         _fail(message, EXIT_INTERRUPTED)
@@ -241,12 +242,9 @@ class _Signals:
         if self._run is not None:
             self._run.cancel(now=self.count > 1, reason=self.name)
         elif not self.launching:
-            # os.write, not print: the main thread may be inside a write to the same buffered stream
-            message = "interrupted before the run started; nothing was written"
-            if self.json:
-                os.write(1, (json.dumps({"event": "interrupted", "message": message}) + "\n").encode())
-            os.write(2, f"diffusify: {message}\n".encode())
-            os._exit(EXIT_INTERRUPTED)
+            from diffusify.__main__ import exit_before_start
+
+            exit_before_start(self.json)
 
 
 _SIGNALS: _Signals | None = None

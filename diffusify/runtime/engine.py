@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffusify.core.errors import Interrupted, PipelineError
-from diffusify.core.frame import Frame
+from diffusify.core.frame import Frame, Window
 from diffusify.processors.base import Processor, SinkResult, Temporal
 from diffusify.runtime.events import Hook
 from diffusify.runtime.plan import NodePlan, Plan
@@ -261,7 +261,7 @@ class Engine:
 
     def _filter(self, st: NodeState, replica: int) -> None:
         proc = st.processors[replica]
-        batch_size = int(getattr(proc.params, "batch", 1)) if proc.batching else 1
+        batch_size = int(proc.params.batch) if proc.batching else 1  # declared: batching comes with a batch param
         items: list[tuple[int, Any]] = []
         try:
             self._worker_threads(st)
@@ -486,7 +486,7 @@ def _peak_gpu() -> dict[str, int]:
 
 def _input_index(item: Any) -> int | None:
     """The index of the input frame a work item is about (a window's centre), for error messages."""
-    sets = getattr(item, "center", item)
+    sets = item.center if isinstance(item, Window) else item
     return next(iter(sets.values())).index if sets else None
 
 
