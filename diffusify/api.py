@@ -103,7 +103,9 @@ def start(recipe: RecipeSource, *, input: str | None = None, output: str | None 
           set: Mapping[str, str] | None = None, devices: Sequence[str] | None = None,
           max_frames: int | None = None, overwrite: bool = False, hooks: Iterable[Hook] = (),
           registry: Registry | None = None, segment: Segment | tuple[int, int | None] | None = None,
-          executor: Executor | None = None) -> Run:
+          executor: Executor | None = None, segments: int | None = None, workers: int = 1, resume: bool = False,
+          restart: bool = False, keep_segments: bool = False, backend: str = "local",
+          address: str | None = None) -> Run:
     """Validate and plan a recipe, then start running it in the background.
 
     Args:
@@ -117,6 +119,15 @@ def start(recipe: RecipeSource, *, input: str | None = None, output: str | None 
         registry: the processor registry (default: built-ins and installed plugins).
         segment: ``(start, end)``: run only that frame range of the sources (see :class:`Segment`).
         executor: how to run the plan (default: :class:`~diffusify.runtime.executor.LocalExecutor`).
+        segments: split the run into this many segments (frame ranges of the sources with the context temporal
+            nodes need), each written to a file of its own and recorded in a journal beside the first output
+            (``OUTPUT.parts``), then joined without re-encoding (see :mod:`diffusify.runtime.segments`).
+        workers: segments run side by side (each with its own engine; ``devices`` are dealt out to them in turn).
+        resume: continue the journal of an earlier segmented run of the same recipe, model and sources.
+        restart: delete such a journal and start over.
+        keep_segments: keep the journal folder after the join.
+        backend: where segments run: ``local`` (threads of this process) or ``ray`` (one Ray task each).
+        address: the Ray cluster (``auto``, ``ray://host:10001``); None starts a local one.
 
     Returns:
         A :class:`~diffusify.runtime.handle.Run`: ``events()``, ``cancel()``, ``result()``.
@@ -127,7 +138,43 @@ def start(recipe: RecipeSource, *, input: str | None = None, output: str | None 
     """
     p, v = plan(recipe, input=input, output=output, set=set, devices=devices, max_frames=max_frames,
                 overwrite=overwrite, registry=registry, segment=segment)
+    if segments is not None or resume or restart or workers > 1 or backend != "local":
+        if executor is not None or segment is not None:
+            raise UsageError("segments, workers, resume and restart make their own executor: leave executor and "
+                             "segment out")
+        if isinstance(recipe, Validated):
+            raise UsageError("a segmented run plans each segment again: pass the recipe itself, not a checked one")
+        executor = segmented_executor(recipe, input=input, output=output, set=set, devices=devices,
+                                      max_frames=max_frames, registry=registry, segments=segments,
+                                      workers=workers, resume=resume, restart=restart, keep_segments=keep_segments,
+                                      backend=backend, address=address)
     return launch(p, warnings=v.warnings, hooks=hooks, executor=executor)
+
+
+def segmented_executor(recipe: RecipeSource, *, input: str | None = None, output: str | None = None,
+                       set: Mapping[str, str] | None = None, devices: Sequence[str] | None = None,
+                       max_frames: int | None = None, registry: Registry | None = None, segments: int | None = None,
+                       workers: int = 1, resume: bool = False, restart: bool = False,
+                       keep_segments: bool = False, backend: str = "local", address: str | None = None) -> Executor:
+    """The executor of a segmented run of ``recipe`` with these overrides (see :func:`start`'s ``segments``):
+    it plans each segment again from the recipe, so pass the same recipe and overrides as for its plan."""
+    from diffusify.runtime.segments import SegmentedExecutor
+
+    def replan(seg: Segment, sets: dict[str, str], devs: list[str] | None) -> Plan:
+        return plan(recipe, input=input, output=output, set={**(set or {}), **sets}, devices=devs or devices,
+                    max_frames=max_frames, overwrite=True, registry=registry, segment=seg)[0]
+
+    common = {"resume": resume, "restart": restart, "keep_segments": keep_segments}
+    if backend == "ray":
+        from diffusify.runtime.ray_executor import RayExecutor, connect
+
+        connect(address)  # a missing Ray, or a cluster that cannot be reached, is said before anything runs
+        return RayExecutor(replan, segments=segments or 8, address=address, **common)
+    if backend != "local":
+        raise UsageError(f"unknown executor '{backend}' (local or ray)")
+    explicit = [d for d in (devices or []) if d not in ("auto",)]
+    return SegmentedExecutor(replan, segments=segments or max(2, workers), workers=workers,
+                             devices=explicit or None, **common)
 
 
 def launch(plan: Plan, *, warnings: Iterable[Problem] = (), hooks: Iterable[Hook] = (),

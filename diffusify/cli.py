@@ -70,9 +70,22 @@ def cli() -> None:
 @click.option("--max-frames", type=click.IntRange(min=1), metavar="N", help="Read at most N frames per source.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("--strict", is_flag=True, help="Treat the recipe's warnings as errors (a truncated source...).")
+@click.option("--segments", type=click.IntRange(min=1), metavar="N",
+              help="Split the run into N segments, each recorded in a journal beside the output (OUTPUT.parts) "
+                   "as it finishes, then joined without re-encoding: a crash loses one segment at most.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, metavar="N",
+              help="Run N segments side by side (one engine each; --device cuda:0,cuda:1 deals devices out).")
+@click.option("--resume", is_flag=True, help="Continue the journal of an interrupted segmented run.")
+@click.option("--restart", is_flag=True, help="Delete such a journal and start over.")
+@click.option("--keep-segments", is_flag=True, help="Keep the journal folder and segment files after the join.")
+@click.option("--executor", "backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where segments run: here, or as tasks on a Ray cluster (the 'ray' extra).")
+@click.option("--address", metavar="ADDR",
+              help="With --executor ray: the cluster (auto, ray://host:10001); empty starts a local one.")
 def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ...], device: str | None,
         dry_run: bool, json_events: bool, overwrite: bool, max_frames: int | None, quiet: bool,
-        strict: bool) -> None:
+        strict: bool, segments: int | None, parallel: int, resume: bool, restart: bool,
+        keep_segments: bool, backend: str, address: str | None) -> None:
     """Run RECIPE. Validates first; Ctrl-C stops cleanly (outputs stay playable)."""
     from diffusify import api
     from diffusify.runtime.events import JsonEvents, ProgressDisplay
@@ -98,7 +111,12 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         tune_process()
         if signals is not None:
             signals.launching = True  # from here a signal is acted on by the run: it finalises what it wrote
-        handle = api.launch(plan, warnings=v.warnings, hooks=hooks)
+        segmented = segments is not None or parallel > 1 or resume or restart or backend != "local"
+        executor = api.segmented_executor(
+            recipe, input=input_, output=output, set=overrides, devices=_devices(device), max_frames=max_frames,
+            segments=segments, workers=parallel, resume=resume, restart=restart, keep_segments=keep_segments,
+            backend=backend, address=address) if segmented else None
+        handle = api.launch(plan, warnings=v.warnings, hooks=hooks, executor=executor)
         if signals is not None:
             signals.attach(handle)
         handle.result()
@@ -207,6 +225,44 @@ def schema() -> None:
     from diffusify.recipe.schema import schema_json
 
     click.echo(schema_json(), nl=False)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --token.")
+@click.option("--port", default=8188, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="A folder recipes, inputs and outputs must lie in (repeatable; default: the current folder).")
+@click.option("--token", envvar="DIFFUSIFY_TOKEN", metavar="TOKEN",
+              help="Bearer token every request must carry (or set DIFFUSIFY_TOKEN).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Jobs that may run at once, each in a worker process.")
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Jobs that may wait; one more is refused (HTTP 429).")
+@click.option("--recipes", "recipes_dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="The folder whose recipes the dashboard offers (default: the first root).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where the jobs database and previews live (default: .diffusify-server in the first root).")
+def serve(host: str, port: int, roots: tuple[str, ...], token: str | None, workers: int, max_queue: int,
+          recipes_dir: str | None, state_dir: str | None) -> None:
+    """Run the job server: an HTTP API (/docs), live events and a dashboard (/)."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from diffusify.server import ServerConfig
+        from diffusify.server import serve as run_server
+    except ImportError as e:
+        _fail(f"the job server needs its extra ({e.name} is missing): pip install -e \".[server]\"", EXIT_INVALID)
+    try:
+        config = ServerConfig(roots=list(roots) or [os.getcwd()], host=host, port=port, token=token,
+                              workers=workers, max_queue=max_queue, recipes_dir=recipes_dir, state_dir=state_dir)
+        config.check_binding()
+    except ValueError as e:
+        _fail(str(e), EXIT_INVALID)
+    click.echo(f"diffusify: serving on http://{host}:{port}/ (API docs at /docs; roots: {', '.join(config.roots)})",
+               err=True)
+    run_server(config)
 
 
 class _Signals:

@@ -22,7 +22,9 @@ __all__ = [
     "CodecPreset",
     "closest",
     "container_problem",
+    "alpha_problem",
     "default_pix_fmt",
+    "has_alpha",
     "hdr10_params",
     "pix_fmt_problem",
     "preset_problem",
@@ -53,6 +55,8 @@ class CodecPreset:
             for 4:2:0); others pad odd sizes themselves.
         presets: the values ``preset`` may take, None when it is not checked here.
         quality_range: the lowest and highest ``crf`` the encoder takes, None when it is not checked here.
+        alpha: the default output pixel formats (8-bit, deeper) when frames carry an alpha channel; None for
+            encoders that cannot store one.
     """
 
     pix_fmt: str
@@ -69,6 +73,7 @@ class CodecPreset:
     whole_chroma: bool = False
     presets: tuple[str, ...] | None = None
     quality_range: tuple[int, int] | None = None
+    alpha: tuple[str, str] | None = None
 
 
 _NVENC_QUALITY = ("-rc", "vbr", "-b:v", "0")
@@ -102,6 +107,7 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
         "hq",
         containers=frozenset({".mov", ".mkv"}),
         presets=("auto", "proxy", "lt", "standard", "hq", "4444", "4444xq"),
+        alpha=("yuva444p10le", "yuva444p10le"),
     ),
     "ffv1": CodecPreset(
         "yuv444p",
@@ -112,6 +118,7 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
         extra_args=("-level", "3", "-g", "1", "-slicecrc", "1"),
         containers=frozenset({".mkv", ".mov", ".avi"}),
         presets=(),
+        alpha=("yuva444p", "yuva444p10le"),
     ),
     "h264_nvenc": CodecPreset(
         "yuv420p", "yuv420p", "-cq", 19, "-preset", "p5", _NVENC_QUALITY, containers=_NOT_WEBM, hardware=True,
@@ -141,12 +148,13 @@ def closest(value: str, choices: Sequence[str]) -> str:
     return f"did you mean '{close[0]}'? " if close else ""
 
 
-def default_pix_fmt(codec: str, bit_depth: int) -> str:
+def default_pix_fmt(codec: str, bit_depth: int, *, alpha: bool = False) -> str:
     """The pixel format a writer uses when none is given.
 
     Args:
         codec: the encoder.
         bit_depth: the stream's bit depth.
+        alpha: the frames carry an alpha channel.
 
     Returns:
         The codec preset's format for that depth (4:2:0 for encoders without a preset).
@@ -154,7 +162,36 @@ def default_pix_fmt(codec: str, bit_depth: int) -> str:
     preset = CODEC_PRESETS.get(codec)
     if preset is None:
         return "yuv420p10le" if bit_depth > 8 else "yuv420p"
+    if alpha and preset.alpha is not None:
+        return preset.alpha[1] if bit_depth > 8 else preset.alpha[0]
     return preset.pix_fmt_high if bit_depth > 8 else preset.pix_fmt
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    """The pixel format stores an alpha plane (``yuva444p10le``, ``gbrap``, ``rgba``, ``ya16le``...)."""
+    return pix_fmt.startswith(("yuva", "gbrap", "rgba", "bgra", "argb", "abgr", "ya"))
+
+
+def alpha_problem(codec: str, pix_fmt: str | None, preset: str | None) -> tuple[str, str] | None:
+    """Why ``codec`` with these settings cannot keep an alpha channel, None when it can.
+
+    Args:
+        codec: the encoder.
+        pix_fmt: the pixel format asked for, None for the default.
+        preset: the preset asked for (the ProRes profile), None for the default.
+
+    Returns:
+        ``(the parameter it is about, message naming the fix)``, or None.
+    """
+    info = CODEC_PRESETS.get(codec)
+    if info is None or info.alpha is None:
+        return "codec", (f"{codec} cannot store an alpha channel; use prores_ks in a .mov (ProRes 4444) or ffv1 in "
+                         "a .mkv, or write the matte as its own gray video or image sequence")
+    if pix_fmt is not None and not has_alpha(pix_fmt):
+        return "pix_fmt", f"{pix_fmt} has no alpha plane; use {info.alpha[0]} or {info.alpha[1]}, or leave pix_fmt empty"
+    if codec == "prores_ks" and preset is not None and preset not in ("4444", "4444xq"):
+        return "preset", f"ProRes stores alpha only in the 4444 profiles; set preset to 4444 or 4444xq (got {preset})"
+    return None
 
 
 def size_problem(codec: str, pix_fmt: str, width: int, height: int) -> str | None:
@@ -326,9 +363,11 @@ def writer_problems(
     if bad_pix_fmt:
         out.append(("pix_fmt", problem))
     elif stream is not None:
-        chosen = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
+        chosen = pix_fmt or default_pix_fmt(codec, stream.bit_depth, alpha=stream.channels == 4)
         if problem := size_problem(codec, chosen, stream.width, stream.height):
             out.append((("pix_fmt" if pix_fmt else "codec"), problem))
+    if stream is not None and stream.channels == 4 and (wrong := alpha_problem(codec, pix_fmt, preset)):
+        out.append(wrong)
     return out
 
 

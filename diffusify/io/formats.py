@@ -128,14 +128,16 @@ def effective_color(color: ColorInfo, height: int) -> tuple[str, str]:
     return matrix, normalize_range(color.range) or "tv"
 
 
-def planar_rgb_format(high_bit_depth: bool) -> str:
-    """The planar RGB format frames travel in: ``gbrp``, or 16-bit ``gbrp16`` in this machine's byte order.
+def planar_rgb_format(high_bit_depth: bool, *, alpha: bool = False) -> str:
+    """The planar RGB format frames travel in: ``gbrp``, or 16-bit ``gbrp16`` in this machine's byte order
+    (``gbrap``/``gbrap16`` with an alpha plane).
 
     Planar, because a ``(3, H, W)`` tensor is planar: no interleaving or de-interleaving on either side.
     """
+    base = "gbrap" if alpha else "gbrp"
     if not high_bit_depth:
-        return "gbrp"
-    return "gbrp16le" if sys.byteorder == "little" else "gbrp16be"
+        return base
+    return base + ("16le" if sys.byteorder == "little" else "16be")
 
 
 def _zimg_range(rng: str) -> str:

@@ -306,7 +306,7 @@ class ImageSequenceWriter:
     """Write frames as numbered PNG or TIFF images.
 
     The size and the channel count come from the first frame (1 channel writes grayscale images), unless
-    ``stream`` gives them up front.
+    ``stream`` gives them up front; a stream of 4 channels writes RGBA images (the fourth is alpha).
 
     Args:
         dir_or_pattern: a folder (files ``frame_000000.png``...) or a printf pattern (``out/img_%05d.tif``).
@@ -343,8 +343,8 @@ class ImageSequenceWriter:
             pattern = Path(text) / f"frame_%06d.{'png' if fmt == 'png' else 'tif'}"
         if bit_depth not in (8, 16):
             raise MediaError(f"{text}: image bit depth must be 8 or 16 (got {bit_depth})")
-        if stream is not None and stream.channels not in (1, 3):
-            raise MediaError(f"{text}: images can be written from 1 or 3 channels (got {stream.channels})")
+        if stream is not None and stream.channels not in (1, 3, 4):
+            raise MediaError(f"{text}: images can be written from 1, 3 or 4 channels (got {stream.channels})")
         self.pattern = pattern
         self.path = str(pattern.parent)
         self.stream = stream
@@ -367,6 +367,7 @@ class ImageSequenceWriter:
         self._frames = 0
         self._size: tuple[int, int] | None = (stream.width, stream.height) if stream is not None else None
         self._gray: bool | None = (stream.channels == 1) if stream is not None else None
+        self._alpha = stream is not None and stream.channels == 4
         self._proc: FFmpegProcess | None = None
         self._closed = False
 
@@ -375,6 +376,9 @@ class ImageSequenceWriter:
         if gray:
             in_fmt = "gray16le" if high else "gray"
             out_fmt = ("gray16be" if fmt == "png" else "gray16le") if high else "gray"
+        elif self._alpha:
+            in_fmt = "rgba64le" if high else "rgba"
+            out_fmt = ("rgba64be" if fmt == "png" else "rgba64le") if high else "rgba"
         else:
             in_fmt = "rgb48le" if high else "rgb24"
             out_fmt = ("rgb48be" if fmt == "png" else "rgb48le") if high else "rgb24"
@@ -391,7 +395,8 @@ class ImageSequenceWriter:
         """Write one frame as the next image.
 
         Args:
-            frame: ``(C, H, W)`` float tensor in [0, 1]; C is 1 (gray), 3 (RGB) or 4 (alpha dropped).
+            frame: ``(C, H, W)`` float tensor in [0, 1]; C is 1 (gray), 3 (RGB) or 4 (RGBA: alpha kept when the
+                writer was opened for a 4-channel stream, dropped otherwise).
 
         Raises:
             MediaError: a frame of another size than the first, or ffmpeg failed.
@@ -423,6 +428,10 @@ class ImageSequenceWriter:
                 # An RGB frame into a gray sequence is reduced with BT.709 luma weights.
                 weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=data.device)
                 data = (data[:3].float() * weights[:, None, None]).sum(0, keepdim=True)
+        elif self._alpha:
+            if data.shape[0] != 4:
+                raise MediaError(f"{self.pattern}: frame {frame.index} has {data.shape[0]} channels, the sequence "
+                                 "was opened for RGB with alpha (4)")
         else:
             data = data[:3] if data.shape[0] >= 3 else data.expand(3, -1, -1)
         peak = 65535.0 if self._high else 255.0

@@ -29,7 +29,8 @@ _CLUSTER = b"\x1f\x43\xb6\x75"
 _CLUSTER_TIMESTAMP = b"\xe7"
 _SIMPLE_BLOCK = b"\xa3"
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
-_FOURCC = {"rgb24": b"RGB\x18", "rgb48le": b"RGB\x30", "gbrp": b"G3\x00\x08", "gbrp16le": b"G3\x00\x10"}
+_FOURCC = {"rgb24": b"RGB\x18", "rgb48le": b"RGB\x30", "gbrp": b"G3\x00\x08", "gbrp16le": b"G3\x00\x10",
+           "gbrap": b"G4\x00\x08", "gbrap16le": b"G4\x00\x10"}
 
 
 def _vint(value: int) -> bytes:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -63,3 +64,22 @@ def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool
     """``path`` is ``folder`` or lies in it (after resolving symbolic links)."""
     p, f = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return p == f or f in p.parents
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file whole or not at all, also across a crash or a power cut: a temporary file beside it,
+    fsync, a rename over the old one, and an fsync of the folder so the rename itself is on disk."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

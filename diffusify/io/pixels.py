@@ -95,28 +95,32 @@ class PlanePacker:
 
     Args:
         high_bit_depth: produce native-endian 16-bit samples (``gbrp16``) instead of 8-bit ones (``gbrp``).
+        gray: pack one plane (``gray``/``gray16``) from 1-channel frames, for gray outputs: an exact path, where
+            a gray frame spread over three planes would be converted back to luma with rounding losses.
     """
 
-    def __init__(self, high_bit_depth: bool) -> None:
+    def __init__(self, high_bit_depth: bool, *, gray: bool = False) -> None:
         self.high_bit_depth = high_bit_depth
+        self.gray = gray
         self._scratch: torch.Tensor | None = None
         self._planes: Any = None
 
     def pack(self, data: torch.Tensor) -> memoryview:
-        """Pack one frame (1 or 3 channels, any float dtype, any device).
+        """Pack one frame (1, 3 or 4 channels, any float dtype, any device).
 
         Args:
-            data: the frame.
+            data: the frame; a fourth channel is alpha.
 
         Returns:
-            The bytes of one ``gbrp``/``gbrp16`` frame.
+            The bytes of one ``gbrp``/``gbrp16`` frame (``gbrap``/``gbrap16`` for 4 channels).
         """
         peak = 65535.0 if self.high_bit_depth else 255.0
         channels, h, w = data.shape
-        order = ((0, 1), (1, 2), (2, 0)) if channels == 3 else ((0, 0), (1, 0), (2, 0))
+        order = ((0, 0),) if self.gray else {3: ((0, 1), (1, 2), (2, 0)), 4: ((0, 1), (1, 2), (2, 0), (3, 3))}.get(
+            channels, ((0, 0), (1, 0), (2, 0)))
         if data.device.type != "cpu":
             scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
-            packed = torch.empty((3, h, w), dtype=torch.uint16 if self.high_bit_depth else torch.uint8,
+            packed = torch.empty((len(order), h, w), dtype=torch.uint16 if self.high_bit_depth else torch.uint8,
                                  device=data.device)
             for dst, channel in order:
                 packed[dst].copy_(scaled[channel])
@@ -125,7 +129,7 @@ class PlanePacker:
 
         if self._scratch is None or self._scratch.shape != data.shape:
             self._scratch = torch.empty(data.shape, dtype=torch.float32)
-            self._planes = np.empty((3, h, w), dtype=np.uint16 if self.high_bit_depth else np.uint8)
+            self._planes = np.empty((len(order), h, w), dtype=np.uint16 if self.high_bit_depth else np.uint8)
         # one pass that scales into the scratch (half precision is widened first: scaled in half, values would
         # move by up to a sixteenth of a level), then in-place passes
         if data.dtype == torch.float32:

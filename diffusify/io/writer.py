@@ -16,6 +16,7 @@ EOF on its stdin and finalises the container with the frames it received: the ou
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,7 +36,7 @@ from diffusify.io.codecs import (
 )
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
-from diffusify.io.formats import from_rgb_filter, pix_fmt_bit_depth, planar_rgb_format
+from diffusify.io.formats import from_rgb_filter, is_gray_pix_fmt, pix_fmt_bit_depth, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import MediaInfo, probe
@@ -129,11 +130,19 @@ class VideoWriter:
             raise MediaError(f"{self.path}: invalid frame size {stream.width}x{stream.height}")
         if not stream.fps or stream.fps <= 0:
             raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
-        self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth)
+        self._alpha = stream.channels == 4
+        self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth, alpha=self._alpha)
         self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
-        self._packer = PlanePacker(self._high)
-        self._in_fmt = planar_rgb_format(self._high)
-        self._frame_bytes = stream.width * stream.height * 3 * (2 if self._high else 1)
+        # a mask to a gray format goes as one plane: exact, where three equal planes would pass through a luma
+        # conversion (swscale's is off by up to 0.4% at 16 bits)
+        gray = stream.channels == 1 and is_gray_pix_fmt(self.pix_fmt) and not use_timestamps
+        self._packer = PlanePacker(self._high, gray=gray)
+        if gray:
+            self._in_fmt = ("gray16" + ("le" if sys.byteorder == "little" else "be")) if self._high else "gray"
+        else:
+            self._in_fmt = planar_rgb_format(self._high, alpha=self._alpha)
+        if self._alpha and codec == "prores_ks" and preset is None:
+            preset = "4444"  # the profiles without alpha would drop the matte
         if use_timestamps and self._in_fmt == "gbrp16be":  # pragma: no cover - big endian only
             raise MediaError(f"{self.path}: exact timestamps need a little-endian machine")
         self._mkv = (
@@ -358,9 +367,12 @@ class VideoWriter:
                 f"{self.path}: frame {frame.index} is {width}x{height}, the output was opened for "
                 f"{self.stream.width}x{self.stream.height}"
             )
-        if channels == 4:
+        if channels == 4 and not self._alpha:
             data = data[:3]
-        elif channels not in (1, 3):
+        elif self._alpha and channels != 4:
+            raise MediaError(f"{self.path}: frame {frame.index} has {channels} channels, the output was opened "
+                             "for RGB with alpha (4)")
+        elif channels not in (1, 3, 4):
             raise MediaError(f"{self.path}: frame {frame.index} has {channels} channels, expected 1, 3 or 4")
         return self._packer.pack(data)
 

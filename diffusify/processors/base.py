@@ -156,16 +156,36 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class SegmentRule:
+    """How a node takes part in a run split into segments (see :meth:`Processor.segmenting`).
+
+    Attributes:
+        pre: input frames it needs before a segment's first frame (its context: a window's ``before``).
+        post: input frames it needs after a segment's last frame.
+        grid: the output rate of a node that lays a time grid from its stream's first frame (``k / grid``):
+            a segment must then start at a time on that grid, or its frames would fall between the whole run's.
+    """
+
+    pre: int = 0
+    post: int = 0
+    grid: Fraction | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Run-wide options that reach processors through their constructor.
 
     Attributes:
         overwrite: writers replace existing outputs.
         segment: the frame range of the sources this run reads (None: all of it).
+        keep: ``(start, end)`` times, relative to the segment's first frame, of the frames sinks keep (``end``
+            None: to the end); the frames before and after are context for temporal nodes, dropped at the sinks,
+            and kept frames reach them with ``start`` subtracted from their time. None keeps every frame.
     """
 
     overwrite: bool = False
     segment: Segment | None = None
+    keep: tuple[Fraction, Fraction | None] | None = None
 
 
 @dataclass
@@ -187,6 +207,38 @@ class StreamError(Exception):
         super().__init__(message)
         self.param = param
         self.port = port
+
+
+def with_alpha(stream: StreamInfo | None, alpha: StreamInfo | None) -> StreamInfo | None:
+    """What a writer stores when a matte comes with its picture: the picture's stream with a fourth channel.
+
+    Raises:
+        StreamError: the picture is not RGB, or the matte's size or frame count differs from the picture's.
+    """
+    if stream is None or alpha is None:
+        return stream
+    if stream.channels != 3:
+        raise StreamError(f"an alpha channel goes with RGB frames, but the input has {stream.channels} "
+                          "channel(s); write the matte alone instead", port="alpha")
+    if (alpha.width, alpha.height) != (stream.width, stream.height):
+        raise StreamError(f"the matte is {alpha.width}x{alpha.height} and the picture {stream.width}x"
+                          f"{stream.height}: resize one of them (a resize node) so they match", port="alpha")
+    if None not in (alpha.frames, stream.frames) and alpha.frames != stream.frames:
+        raise StreamError(f"the matte has {alpha.frames} frames and the picture {stream.frames}: they are joined "
+                          "frame by frame and must have the same count", port="alpha")
+    return stream.replace(channels=4)
+
+
+def attach_alpha(frames: Mapping[str, Frame]) -> Frame:
+    """The ``input`` frame with the ``alpha`` frame (if connected) as a fourth channel: ``(4, H, W)``."""
+    picture = frames["input"]
+    matte = frames.get("alpha")
+    if matte is None:
+        return picture
+    import torch
+
+    a = matte.data.to(device=picture.data.device, dtype=picture.data.dtype)
+    return picture.derive(torch.cat([picture.data[:3], a[:1]]))
 
 
 class PlanContext:
@@ -279,6 +331,25 @@ class Processor:
 
     # ---- declarations read by the engine -------------------------------------------------------------------
     @classmethod
+    def segmenting(cls, params: Any, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        """How this node takes part in a run split into segments (frame ranges of the sources run apart and
+        joined), or why it cannot, as a sentence for the user.
+
+        The default: sources and per-frame filters need nothing; window filters need their window as context;
+        ordered (stateful) filters and sinks cannot be split unless they say how.
+        """
+        if cls.is_sink:
+            return f"{cls.type_name} writes what cannot be joined from segments yet"
+        if cls.is_source():
+            return SegmentRule()
+        if cls.temporal == Temporal.WINDOW:
+            return SegmentRule(pre=cls.window[0], post=cls.window[1])
+        if cls.temporal == Temporal.ORDERED:
+            return f"{cls.type_name} keeps state from frame to frame"
+        return SegmentRule()
+
+    @classmethod
     def summary(cls) -> str:
         """One line: the first line of the class docstring."""
         return (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("``", "") if cls.__doc__ else ""
@@ -298,8 +369,9 @@ class Processor:
         return tuple(p.name for p in cls.ports())
 
     @classmethod
-    def missing_modules(cls) -> list[str]:
-        """The modules of ``requires`` that are not installed."""
+    def missing_modules(cls, params: Any = None) -> list[str]:
+        """The modules of ``requires`` that are not installed (``params``: the node's, for processors whose
+        needs depend on them)."""
         import importlib.util
 
         return [m for m in cls.requires if importlib.util.find_spec(m) is None]
@@ -469,6 +541,11 @@ class Processor:
     def write(self, frame: Frame) -> None:
         """Consume one frame (in order)."""
         raise NotImplementedError(f"{self.type_name} does not run yet")
+
+    def write_set(self, frames: Mapping[str, Frame]) -> None:
+        """Consume one frame set (one frame per connected port, same index); sinks with one port get
+        :meth:`write` of their ``input`` frame."""
+        self.write(frames["input"])
 
     def finish(self, *, aborted: bool) -> SinkResult:
         """Finalise the output (also after an error or interrupt)."""

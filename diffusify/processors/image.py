@@ -15,12 +15,15 @@ from diffusify.processors.base import (
     OutputPath,
     Params,
     PlanContext,
+    Port,
     Processor,
     Resources,
     SinkResult,
     StreamError,
     Temporal,
+    attach_alpha,
     parse_fps,
+    with_alpha,
 )
 
 if TYPE_CHECKING:
@@ -115,7 +118,8 @@ class ImageWriteParams(Params):
 class ImageWrite(Processor):
     """Write frames as a PNG/TIFF sequence, 8 or 16 bits per channel.
 
-    Input: ``(C, H, W)`` float32 in [0, 1] on any device (1 channel is written as gray).
+    Input: ``(C, H, W)`` float32 in [0, 1] on any device (1 channel, a mask, is written as gray). With a mask on
+    the ``alpha`` port, the images are RGBA with it as their alpha.
     """
 
     type_name = "image.write"
@@ -124,6 +128,8 @@ class ImageWrite(Processor):
     output_kind = "folder"
     temporal = Temporal.ORDERED
     resources = Resources(device="cpu", max_replicas=1)
+    inputs = (Port("input", "any"),)
+    optional_inputs = (Port("alpha", "mask"),)
 
     @classmethod
     def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:
@@ -142,12 +148,14 @@ class ImageWrite(Processor):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise StreamError(f"{folder} is a file; image.write writes into a folder (give a folder name)",
                               param="path")
+        with_alpha(inputs.get("input"), inputs.get("alpha"))
         return None
 
     @classmethod
     def describe_output(cls, params: ImageWriteParams, inputs: Mapping[str, StreamInfo],
                         refs: Mapping[str, StreamInfo | None]) -> str:
-        return f"{params.path}: {params.format.upper()} images, {params.bit_depth} bits per channel"
+        alpha = " with alpha" if "alpha" in inputs else ""
+        return f"{params.path}: {params.format.upper()} images{alpha}, {params.bit_depth} bits per channel"
 
     @classmethod
     def existing_outputs(cls, params: ImageWriteParams) -> list[str]:
@@ -160,13 +168,17 @@ class ImageWrite(Processor):
     def setup(self) -> None:
         from diffusify.io.images import ImageSequenceWriter
 
+        stream = with_alpha(self.input_streams.get("input"), self.input_streams.get("alpha"))
         self._writer = ImageSequenceWriter(self.params.path, bit_depth=self.params.bit_depth,
-                                           format=self.params.format,
+                                           format=self.params.format, stream=stream,
                                            overwrite=self.options.overwrite or self.params.overwrite)
 
     def write(self, frame: Frame) -> None:
         self._writer.write(frame)
         self.frames_done += 1
+
+    def write_set(self, frames: Mapping[str, Frame]) -> None:
+        self.write(attach_alpha(frames))
 
     def finish(self, *, aborted: bool) -> SinkResult:
         writer = getattr(self, "_writer", None)

@@ -35,6 +35,7 @@ from diffusify.processors.base import (
     PlanContext,
     Processor,
     Resources,
+    SegmentRule,
     StreamError,
     Temporal,
     parse_fps,
@@ -359,6 +360,12 @@ class Interpolate(Processor):
                                   "use a RIFE 4.x model (the bundled rife-4.25 takes any t)",
                                   param="fps" if params.fps else "multiplier")
         return out
+
+    @classmethod
+    def segmenting(cls, params: InterpolateParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        # the window (1, 1) for the cut measure, and the next frame of the last pair
+        return SegmentRule(pre=1, post=2, grid=cls.target(params, inputs["input"]))
 
     @classmethod
     def memory_estimate(cls, params: InterpolateParams, inputs: Mapping[str, StreamInfo],

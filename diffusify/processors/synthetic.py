@@ -20,6 +20,7 @@ from diffusify.processors.base import (
     Port,
     Processor,
     Resources,
+    SegmentRule,
     SinkResult,
     Temporal,
     parse_fps,
@@ -118,6 +119,11 @@ class NullSink(Processor):
     temporal = Temporal.ORDERED
     resources = Resources(device="any", max_replicas=1)
     inputs = (Port("input", "any"),)
+
+    @classmethod
+    def segmenting(cls, params: NoParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        return SegmentRule()
 
     def write(self, frame: Frame) -> None:
         if frame.data.is_cuda:

@@ -8,7 +8,6 @@ in floating point.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +22,7 @@ from diffusify.processors.base import (
     PlanContext,
     Processor,
     Resources,
+    SegmentRule,
     StreamError,
     Temporal,
     parse_fps,
@@ -62,6 +62,13 @@ class SceneDetect(Processor):
     def paths(cls, params: SceneDetectParams) -> tuple[list[str], list[str]]:
         return [], ([params.cuts] if params.cuts else [])
 
+    @classmethod
+    def segmenting(cls, params: SceneDetectParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        if params.cuts:
+            return "scene.detect writes its list of cuts as one file; remove cuts to run in segments"
+        return SegmentRule(pre=2)  # a score compares a frame with the one before, and that difference with the last
+
     def setup(self) -> None:
         self._prev: Any = None
         self._prev_mafd = 0.0
@@ -88,20 +95,10 @@ class SceneDetect(Processor):
     def _flush(self) -> None:
         if self.params.cuts:
             lines = ["frame,time,score"] + [f"{i},{float(t):.6f},{s:.3f}" for i, t, s in self.cuts]
-            _write_atomically(self.params.cuts, "\n".join(lines) + "\n")
+            from diffusify.io.paths import write_atomically
+
+            write_atomically(self.params.cuts, "\n".join(lines) + "\n")
         return None
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """The whole file or none: a temporary file beside it, then a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # ---- dedup --------------------------------------------------------------------------------------------------------
@@ -128,6 +125,12 @@ class Dedup(Processor):
     type_name = "dedup"
     Params = DedupParams
     temporal = Temporal.ORDERED
+
+    @classmethod
+    def segmenting(cls, params: DedupParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        return ("dedup compares each frame with the last one it kept, which may lie any distance back, so a "
+                "segment's first frames would be judged differently")
     resources = Resources(device="any", max_replicas=1)
 
     @classmethod
@@ -198,6 +201,11 @@ class Fps(Processor):
     def infer_stream(cls, params: FpsParams, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
         return retimed_stream(inputs["input"], parse_fps(params.fps), "fps")
+
+    @classmethod
+    def segmenting(cls, params: FpsParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        return SegmentRule(pre=1, post=1, grid=parse_fps(params.fps))
 
     def setup(self) -> None:
         self._step = 1 / parse_fps(self.params.fps)

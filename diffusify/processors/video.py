@@ -19,9 +19,12 @@ from diffusify.processors.base import (
     Port,
     Processor,
     Resources,
+    SegmentRule,
     SinkResult,
     StreamError,
     Temporal,
+    attach_alpha,
+    with_alpha,
 )
 
 if TYPE_CHECKING:
@@ -168,7 +171,9 @@ class VideoWriteParams(Params):
 class VideoWrite(Processor):
     """Encode frames to a video file, keeping the source's audio, subtitles, timestamps and colour tags.
 
-    Input: ``(3, H, W)`` float32 in [0, 1] on any device. The file stays playable if the run is interrupted.
+    Input: ``(3, H, W)`` float32 in [0, 1] on any device (a mask: ``(1, H, W)``, written as gray). With a mask on
+    the ``alpha`` port, the file stores it as the alpha channel (ProRes 4444 in .mov, FFV1 in .mkv). The file
+    stays playable if the run is interrupted.
     """
 
     type_name = "video.write"
@@ -178,6 +183,7 @@ class VideoWrite(Processor):
     resources = Resources(device="cpu", max_replicas=1)
     node_refs = ("copy_streams_from",)
     inputs = (Port("input", "any"),)
+    optional_inputs = (Port("alpha", "mask"),)
 
     @classmethod
     def infer_stream(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
@@ -188,6 +194,7 @@ class VideoWrite(Processor):
         stream = inputs.get("input")
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
+        stream = with_alpha(stream, inputs.get("alpha"))
         from diffusify.io.codecs import writer_problems
 
         problems = writer_problems(params.codec, os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
@@ -202,6 +209,11 @@ class VideoWrite(Processor):
     @classmethod
     def paths(cls, params: VideoWriteParams) -> tuple[list[str], list[str]]:
         return [], [params.path]
+
+    @classmethod
+    def segmenting(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
+                   output: StreamInfo | None) -> SegmentRule | str:
+        return SegmentRule()  # each segment to a file of its own, joined without re-encoding
 
     @classmethod
     def copy_origin(cls, params: VideoWriteParams, stream: StreamInfo | None,
@@ -221,10 +233,11 @@ class VideoWrite(Processor):
         from diffusify.io.codecs import default_pix_fmt
 
         stream = inputs.get("input")
-        pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth if stream else 8)
+        alpha = "alpha" in inputs
+        pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth if stream else 8, alpha=alpha)
         rate = f"crf {params.crf}" if params.crf is not None else (f"{params.bitrate}b/s" if params.bitrate
                                                                    else "default quality")
-        text = f"{params.path}: {params.codec} {pix_fmt}, {rate}"
+        text = f"{params.path}: {params.codec} {pix_fmt}{' with alpha' if alpha else ''}, {rate}"
         if params.preset:
             text += f", preset {params.preset}"
         origin = cls.copy_origin(params, stream, refs)
@@ -244,7 +257,7 @@ class VideoWrite(Processor):
             origin = None
         p = self.params
         self._writer = VideoWriter(
-            p.path, stream, codec=p.codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
+            p.path, with_alpha(stream, self.input_streams.get("alpha")), codec=p.codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
             pix_fmt=p.pix_fmt, extra_args=list(p.extra_args), copy_from=probe(origin.path) if origin else None,
             copy_range=origin.span if origin else None, use_timestamps=stream.vfr,
             overwrite=self.options.overwrite or p.overwrite,
@@ -253,6 +266,9 @@ class VideoWrite(Processor):
     def write(self, frame: Frame) -> None:
         self._writer.write(frame)
         self.frames_done += 1
+
+    def write_set(self, frames: Mapping[str, Frame]) -> None:
+        self.write(attach_alpha(frames))
 
     def finish(self, *, aborted: bool) -> SinkResult:
         writer = getattr(self, "_writer", None)

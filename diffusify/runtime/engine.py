@@ -19,6 +19,7 @@ wakes every blocked thread; sinks finalise what they have.
 from __future__ import annotations
 
 import collections
+import contextlib
 import resource
 import sys
 import threading
@@ -41,6 +42,7 @@ JOIN_TIMEOUT = 2.0
 # count of its cheap nodes (see Engine._worker_threads), since that would slow the other run's kernels.
 _cpu_heavy_runs = 0
 _cpu_heavy_lock = threading.Lock()
+_heavy_setup_lock = threading.Lock()
 
 
 @dataclass
@@ -72,8 +74,12 @@ class NodeState:
 
     def setup(self, proc: Processor) -> None:
         """Run a replica's setup (model loading, opening files), keeping the longest time it took."""
-        t0 = time.perf_counter()
-        proc.setup()
+        # Loading a model may patch torch process-wide for a moment (accelerate's empty-weight init swaps
+        # nn.Module.register_parameter; diffusers sets the default dtype): a model built in another thread
+        # meanwhile lands on the meta device. Neural nodes therefore load one at a time.
+        with _heavy_setup_lock if proc.resources.heavy else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            proc.setup()
         with self.setup_lock:
             self.setup_seconds = max(self.setup_seconds, time.perf_counter() - t0)
             self.ready_replicas += 1
@@ -310,18 +316,25 @@ class Engine:
     def _sink(self, st: NodeState) -> None:
         proc = st.processors[0]
         frame_no: int | None = None
+        keep = self.plan.options.keep
+        kept = 0
         try:
             self._worker_threads(st)
             st.setup(proc)
-            q = st.queues["input"]
             while True:
-                item = q.get()
-                if item is END:
+                got = self._read_set(st)  # a sink's other ports (a matte beside the picture) join by index
+                if got is None:
                     break
-                frame_no = item.index
-                st.frames_in += 1
+                frame_no = got["input"].index
+                if keep is not None:
+                    # a segment's context frames (before and after its own span) are for temporal nodes only
+                    pts = got["input"].pts
+                    if pts < keep[0] or (keep[1] is not None and pts >= keep[1]):
+                        continue
+                    got = {p: Frame(kept, f.pts - keep[0], f.data, f.meta) for p, f in got.items()}
+                    kept += 1
                 t0 = time.perf_counter()
-                proc.write(item)
+                proc.write_set(got)
                 proc.busy_seconds += time.perf_counter() - t0
                 st.frames_out += 1
                 if self.first_output is None:
@@ -372,6 +385,10 @@ class Engine:
                           "busy": min(1.0, st.busy / (elapsed * st.plan.replicas)) if elapsed else 0.0,
                           "queue_frames": sum(f for f, _ in fills), "queue_capacity": cap,
                           "queue_bytes": sum(b for _, b in fills), "ready": st.is_ready})
+            # what a long-running node is doing inside a frame (a generator's denoising step), when it says
+            status = getattr(st.processors[0], "status", None) if st.processors else None
+            if status:
+                nodes[-1]["status"] = dict(status)
         return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
 
     def run(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A hook is any callable taking keyword arguments only: ``hook(event="progress", *
 ``**future_fields``: new fields are added to events without notice, never removed or renamed.
 
 Events: ``start`` (plan), ``progress`` (about once a second; per node its frames, fps, busy share, queue fill
-and ``ready``, false while the node still sets up: loading or compiling a model), ``warning``, ``node_finished``,
+and ``ready``, false while the node still sets up: loading or compiling a model; ``status`` where the node
+reports work inside a frame, e.g. a generator's ``{step, steps, shot, shots}``), ``warning``, ``node_finished``,
 ``finished`` (summary), ``error``, ``interrupted``.
 """
 
@@ -51,6 +52,14 @@ def _rate(fps: float) -> str:
     if fps >= 0.1:
         return f"{fps:.1f} fps"
     return f"{1 / fps:.1f} s/frame" if fps > 0 else "-- fps"
+
+
+def _status(status: dict[str, Any]) -> str:
+    """A node's own progress inside a frame: ``step 3/25 (shot 1/2)`` for a generator."""
+    text = f"step {status.get('step', 0)}/{status.get('steps', '?')}" if "steps" in status else ""
+    if status.get("shots", 1) > 1:
+        text += f" (shot {status.get('shot', 1)}/{status['shots']})"
+    return text.strip() or ", ".join(f"{k} {v}" for k, v in status.items())
 
 
 class ProgressDisplay:
@@ -100,8 +109,12 @@ class ProgressDisplay:
             elif f["nodes"]:
                 busiest = max(f["nodes"], key=lambda n: n["busy"])
                 head += f"  slowest: {busiest['id']} (busy {100 * busiest['busy']:.0f}%)"
+            steps = [f"{n['id']}: {_status(n['status'])}" for n in f["nodes"] if n.get("status")]
+            if steps:
+                head += "  " + ", ".join(steps)
             nodes = [f"  {n['id']:<12} {_rate(n['fps']):>13}  busy {100 * n['busy']:3.0f}%"
                      + ("" if n["id"] in self._sources else f"  queue {n['queue_frames']}/{n['queue_capacity']}")
+                     + (f"  {_status(n['status'])}" if n.get("status") else "")
                      for n in f["nodes"]]
             self._write([head, *nodes] if self.tty else [head])
         elif event == "warning":

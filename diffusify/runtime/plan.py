@@ -215,7 +215,7 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
     count: dict[str, int] = {}
     for g in graph:
         cls = g.cls
-        missing = cls.missing_modules()
+        missing = cls.missing_modules(g.params)
         if missing:
             raise UsageError(f"node '{g.id}': {cls.type_name} needs {', '.join(missing)}, which come with the "
                              f"'{cls.extra}' extra: pip install 'diffusify[{cls.extra}]'")

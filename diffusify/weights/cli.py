@@ -34,6 +34,17 @@ def list_cmd(purpose: str | None) -> None:
         here = local_path(m)
         state = "bundled" if m.bundled else ("present" if here else "not downloaded")
         click.echo(f"{m.name:<28} x{m.scale:<2} {m.purpose:<8} {m.architecture:<10} {m.licence:<14} {state}")
+    from diffusify.weights.hub import hub_models, snapshot
+
+    try:
+        hub = [h for h in hub_models() if purpose is None or h.purpose == purpose]
+    except WeightsError as e:
+        _fail(str(e))
+    for h in hub:
+        size = f"{h.size / 2**30:.1f} GiB" if h.size else "size ?"
+        state = "present" if snapshot(h.repo, h.revision) else "not downloaded"
+        click.echo(f"{h.name:<28} {h.purpose:<11} {h.pipeline:<24} {h.licence:<20} {size:<9} {state}  "
+                   f"{h.repo}@{h.revision}")
 
 
 @weights.command()
@@ -41,11 +52,18 @@ def list_cmd(purpose: str | None) -> None:
 @click.option("--dest", type=click.Path(file_okay=False), help="Folder to download into (default: the cache).")
 @click.option("--allow-unverified", is_flag=True, help="Download an entry whose sha256 is not pinned yet.")
 def pull(name: str, dest: str | None, allow_unverified: bool) -> None:
-    """Download NAME (resuming a partial download) and verify its sha256."""
+    """Download NAME (resuming a partial download) and verify its sha256; a Hub model goes into
+    huggingface_hub's cache."""
+    from diffusify.weights.hub import find_hub, pull_hub
     from diffusify.weights.manifest import default_cache_dir, find
     from diffusify.weights.pull import pull as do_pull
 
     try:
+        hub = find_hub(name)
+        if hub is not None:  # a diffusers pipeline: into huggingface_hub's cache, with its progress bars
+            click.echo(f"{hub.name}: downloading {hub.repo}@{hub.revision} ({hub.licence})", err=True)
+            click.echo(str(pull_hub(hub)))
+            return
         entry = find(name)
         last = [0.0]
 

@@ -48,7 +48,7 @@ MANIFEST_NAME = "models.yaml"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _SHA_RE = re.compile(r"[0-9a-f]{64}\Z")
 
-Purpose = Literal["upscale", "denoise", "restore", "dejpeg", "deblur", "interpolate", "inpaint", "face"]
+Purpose = Literal["upscale", "denoise", "restore", "dejpeg", "deblur", "interpolate", "inpaint", "face", "segment"]
 
 
 class ModelEntry(BaseModel):
