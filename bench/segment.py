@@ -141,18 +141,18 @@ def masked(args: argparse.Namespace) -> None:
           + f"; their sum per frame {sum(last.values()) / args.frames * 1000:.0f} ms")
 
 
+FIGURES = {"model": (model, 48, 3), "masked": (masked, 8, 2)}  # figure: (function, frames, rounds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("figure", choices=("model", "masked"))
+    ap.add_argument("figure", choices=sorted(FIGURES))
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
     args = ap.parse_args()
-    if args.figure == "model":
-        args.frames, args.rounds = args.frames or 48, args.rounds or 3
-        model(args)
-    else:
-        args.frames, args.rounds = args.frames or 8, args.rounds or 2
-        masked(args)
+    figure, frames, rounds = FIGURES[args.figure]
+    args.frames, args.rounds = args.frames or frames, args.rounds or rounds
+    figure(args)
 
 
 if __name__ == "__main__":

@@ -90,12 +90,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--device", help="devices dealt out to the workers (scaling), e.g. cuda:0,cuda:1")
     args = ap.parse_args()
-    if args.figure == "overhead":
-        args.frames, args.rounds = args.frames or 600, args.rounds or 3
-        overhead(args)
-    else:
-        args.frames, args.rounds = args.frames or 48, args.rounds or 2
-        scaling(args)
+    scaled = args.figure == "scaling"
+    args.frames = args.frames or (48 if scaled else 600)
+    args.rounds = args.rounds or (2 if scaled else 3)
+    (scaling if scaled else overhead)(args)
 
 
 if __name__ == "__main__":

@@ -328,6 +328,9 @@ class Processor:
         self.refs = dict(refs or {})
         self.busy_seconds = 0.0
         self.frames_done = 0
+        # what a long-running node is doing inside a frame, for progress events (a generator's
+        # {"step", "steps", "shot", "shots"}); None when it has nothing to say
+        self.status: dict[str, int] | None = None
 
     # ---- declarations read by the engine -------------------------------------------------------------------
     @classmethod

@@ -414,8 +414,6 @@ class _Generator(Processor):
     resources = Resources(device="gpu", max_replicas=1, heavy=True)
     image_input = False
 
-    status: dict[str, int] | None = None
-
     @classmethod
     def segmenting(cls, params: Any, inputs: Mapping[str, StreamInfo],
                    output: StreamInfo | None) -> SegmentRule | str:

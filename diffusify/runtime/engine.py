@@ -386,7 +386,7 @@ class Engine:
                           "queue_frames": sum(f for f, _ in fills), "queue_capacity": cap,
                           "queue_bytes": sum(b for _, b in fills), "ready": st.is_ready})
             # what a long-running node is doing inside a frame (a generator's denoising step), when it says
-            status = getattr(st.processors[0], "status", None) if st.processors else None
+            status = st.processors[0].status if st.processors else None
             if status:
                 nodes[-1]["status"] = dict(status)
         return {"frames": done, "total_frames": total, "fps": fps, "eta": eta, "elapsed": elapsed, "nodes": nodes}
