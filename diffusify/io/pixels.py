@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-__all__ = ["FrameBuffer", "PlanePacker", "planes_to_tensor"]
+__all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor"]
 
 
 class FrameBuffer:
@@ -86,6 +86,23 @@ def planes_to_tensor(
     return out.div_(65535.0 if high_bit_depth else 255.0)
 
 
+def planes_to_samples(
+    buf: torch.Tensor, height: int, width: int, high_bit_depth: bool, device: torch.device
+) -> torch.Tensor:
+    """Planar GBR bytes to an RGB ``(3, H, W)`` tensor of native samples: ``uint8``, or ``uint16`` for 16-bit
+    buffers, on ``device`` (the compact bytes cross the bus; nothing is widened). The result shares no memory
+    with ``buf``."""
+    planes = buf.view(torch.uint16 if high_bit_depth else torch.uint8).view(3, height, width)
+    if device.type != "cpu":
+        planes = planes.to(device, non_blocking=buf.is_pinned())
+    out = torch.empty((3, height, width), dtype=planes.dtype, device=planes.device)
+    # ffmpeg's planar RGB stores G, B, R.
+    out[0].copy_(planes[2])
+    out[1].copy_(planes[0])
+    out[2].copy_(planes[1])
+    return out
+
+
 class PlanePacker:
     """Float RGB ``(3, H, W)`` frames in [0, 1] to planar GBR bytes: clamped, scaled, rounded (NaN becomes 0).
 
@@ -106,7 +123,7 @@ class PlanePacker:
         self._planes: Any = None
 
     def pack(self, data: torch.Tensor) -> memoryview:
-        """Pack one frame (1, 3 or 4 channels, any float dtype, any device).
+        """Pack one frame (1, 3 or 4 channels, any float dtype or native ``uint8``/``uint16`` samples, any device).
 
         Args:
             data: the frame; a fourth channel is alpha.
@@ -118,6 +135,8 @@ class PlanePacker:
         channels, h, w = data.shape
         order = ((0, 0),) if self.gray else {3: ((0, 1), (1, 2), (2, 0)), 4: ((0, 1), (1, 2), (2, 0), (3, 3))}.get(
             channels, ((0, 0), (1, 0), (2, 0)))
+        if not data.is_floating_point():  # native samples: at most a change of depth, then reordered
+            return self._pack_samples(self._native(data), order)
         if data.device.type != "cpu":
             scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
             packed = torch.empty((len(order), h, w), dtype=torch.uint16 if self.high_bit_depth else torch.uint8,
@@ -142,4 +161,32 @@ class PlanePacker:
         # frame on one thread); the values are whole numbers in range already, so the unsafe cast is exact
         for dst, channel in order:
             np.copyto(self._planes[dst], src[channel], casting="unsafe")
+        return memoryview(self._planes).cast("B")
+
+    def _native(self, data: torch.Tensor) -> torch.Tensor:
+        """Native samples at this packer's depth: 8 -> 16 bits is x * 257 (exact: 255 -> 65535), 16 -> 8 bits is
+        round(x * 255 / 65535), which is what the float path gives (x * 255 / 65535 never ends in .5)."""
+        source16 = data.dtype == torch.uint16
+        if source16 == self.high_bit_depth:
+            return data
+        wide = data.to(torch.int32)
+        if self.high_bit_depth:
+            return (wide * 257).to(torch.uint16)
+        return ((wide * 255 + 32767) // 65535).to(torch.uint8)
+
+    def _pack_samples(self, data: torch.Tensor, order: tuple[tuple[int, int], ...]) -> memoryview:
+        import numpy as np
+
+        _, h, w = data.shape
+        if data.device.type != "cpu":
+            packed = torch.empty((len(order), h, w), dtype=data.dtype, device=data.device)
+            for dst, channel in order:
+                packed[dst].copy_(data[channel])
+            return memoryview(packed.cpu().numpy()).cast("B")
+        if self._planes is None or self._planes.shape != (len(order), h, w):
+            self._scratch = None
+            self._planes = np.empty((len(order), h, w), dtype=np.uint16 if self.high_bit_depth else np.uint8)
+        src = data.numpy()
+        for dst, channel in order:
+            np.copyto(self._planes[dst], src[channel])
         return memoryview(self._planes).cast("B")

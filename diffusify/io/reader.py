@@ -19,7 +19,7 @@ from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg
 from diffusify.io.formats import planar_rgb_format, to_rgb_filter
-from diffusify.io.pixels import FrameBuffer, planes_to_tensor
+from diffusify.io.pixels import FrameBuffer, planes_to_samples, planes_to_tensor
 from diffusify.io.probe import SHOWINFO_PTS, MediaInfo
 
 __all__ = ["VideoReader", "deinterlace_filter"]
@@ -37,7 +37,8 @@ def deinterlace_filter(info: MediaInfo, mode: str) -> str | None:
 class VideoReader:
     """Iterate over the frames of a video file as :class:`~diffusify.core.frame.Frame` objects.
 
-    Each frame's ``data`` is a float32 ``(3, H, W)`` RGB tensor in [0, 1] on ``device``; ``index`` counts from
+    Each frame's ``data`` is a float32 ``(3, H, W)`` RGB tensor in [0, 1] on ``device`` (with ``native``, the
+    decoded samples as they are: ``uint8``, or ``uint16`` for 16-bit decoding); ``index`` counts from
     0 at ``start``; ``pts`` is the source presentation time minus that of frame ``start`` (so the first frame
     has pts 0); ``meta["source_index"]`` is the frame's index in the file.
 
@@ -48,6 +49,8 @@ class VideoReader:
         end: frame index to stop before (exclusive), None for the end of the file.
         high_bit_depth: decode through 16-bit RGB; None decides from the source (above 8 bits).
         device: where the tensors are put; the byte-to-float conversion runs there.
+        native: hand frames over as ``uint8``/``uint16`` samples, not widened to float (see
+            :mod:`diffusify.ops.samples`).
         deinterlace: ``auto`` deinterlaces (ffmpeg's bwdif, one frame per frame, times kept) the frames flagged
             interlaced when the probe says the stream is interlaced; ``on`` deinterlaces every frame (for sources
             flagged progressive by mistake); ``off`` hands the woven fields over as they are.
@@ -66,7 +69,9 @@ class VideoReader:
         high_bit_depth: bool | None = None,
         device: str | torch.device = "cpu",
         deinterlace: str = "auto",
+        native: bool = False,
     ) -> None:
+        self.native = native
         if deinterlace not in ("auto", "on", "off"):
             raise MediaError(f"{path}: deinterlace must be auto, on or off (got {deinterlace!r})")
         if info.video is None or info.video_index is None:
@@ -255,7 +260,8 @@ class VideoReader:
                     f"(the file may be damaged; {reason})"
                 )
             raise StopIteration
-        data = planes_to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
+        to_tensor = planes_to_samples if self.native else planes_to_tensor
+        data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
         source_index = self._next
         pts = self.info.frame_time(source_index) - self._start_pts
         frame = Frame(source_index - self.start, Fraction(pts), data, {"source_index": source_index})

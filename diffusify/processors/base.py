@@ -21,6 +21,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from diffusify.core.frame import Frame, Window
 from diffusify.core.stream import StreamInfo
+from diffusify.ops.samples import is_native
+from diffusify.ops.samples import widen as widen_samples
 
 if TYPE_CHECKING:
     import threading
@@ -237,8 +239,9 @@ def attach_alpha(frames: Mapping[str, Frame]) -> Frame:
         return picture
     import torch
 
-    a = matte.data.to(device=picture.data.device, dtype=picture.data.dtype)
-    return picture.derive(torch.cat([picture.data[:3], a[:1]]))
+    rgb = widen_samples(picture.data)  # a float matte beside native samples: both as float
+    a = widen_samples(matte.data).to(device=rgb.device, dtype=rgb.dtype)
+    return picture.derive(torch.cat([rgb[:3], a[:1]]))
 
 
 class PlanContext:
@@ -291,6 +294,9 @@ class Processor:
             (``pip install 'diffusify[EXTRA]'``). The plan checks them before anything loads.
         implemented: False for processors whose parameters are defined so recipes validate, but which a later
             release makes real; running one fails with a clear message before any frame is decoded.
+        native: True for processors that take frames at their native depth as they come (``uint8``/``uint16``
+            samples from a decoder, or float32): crops, stacks, writers. For all others the base class widens
+            native samples to float32 in [0, 1] once, on the processor's device, before ``_process`` sees them.
 
     The filter contract: :meth:`push` takes one input frame set (one frame per port, same index; a
     :class:`Window` for window processors) and returns any number of output frames, each with its own ``pts``
@@ -312,6 +318,7 @@ class Processor:
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     implemented: ClassVar[bool] = True
+    native: ClassVar[bool] = False
 
     def __init__(self, node_id: str, params: BaseModel, *, inputs: Mapping[str, StreamInfo],
                  output: StreamInfo | None, device: str = "cpu", output_device: str | None = None,
@@ -453,11 +460,11 @@ class Processor:
         dev = self._torch_device()
         with torch.inference_mode():
             if isinstance(item, Window):
-                item = _window_on_device(item, dev)
+                item = _window_on_device(item, dev, widen=not self.native)
                 out = self._process_window(item)
                 like = item.center
             else:
-                item = _on_device(item, dev)
+                item = _on_device(item, dev, widen=not self.native)
                 out = self._process(item)
                 like = item
         frames = self._frames_of(out, like)
@@ -474,7 +481,7 @@ class Processor:
         start = time.perf_counter()
         dev = self._torch_device()
         with torch.inference_mode():
-            moved = [_on_device(b, dev) for b in items]
+            moved = [_on_device(b, dev, widen=not self.native) for b in items]
             outs = self._process_batch(moved)
         if len(outs) != len(items):
             raise ValueError(f"{type(self).__name__}._process_batch returned {len(outs)} results for "
@@ -547,27 +554,37 @@ class Processor:
 
     def write_set(self, frames: Mapping[str, Frame]) -> None:
         """Consume one frame set (one frame per connected port, same index); sinks with one port get
-        :meth:`write` of their ``input`` frame."""
-        self.write(frames["input"])
+        :meth:`write` of their ``input`` frame (widened to float32 unless the sink is ``native``)."""
+        frame = frames["input"]
+        if not self.native and is_native(frame.data):
+            frame = frame.with_data(widen_samples(frame.data))
+        self.write(frame)
 
     def finish(self, *, aborted: bool) -> SinkResult:
         """Finalise the output (also after an error or interrupt)."""
         return SinkResult(None, self.frames_done)
 
 
-def _on_device(frames: Mapping[str, Frame], dev: torch.device) -> dict[str, Frame]:
-    """The frames with their tensors on ``dev``. A copy to a GPU is queued on the current stream (ordered before
-    the processor's kernels); a copy back to the CPU waits for its data, since the CPU reads it at once."""
-    return {p: f if f.data.device == dev else f.with_data(f.data.to(dev, non_blocking=dev.type == "cuda"))
-            for p, f in frames.items()}
+def _on_device(frames: Mapping[str, Frame], dev: torch.device, *, widen: bool = True) -> dict[str, Frame]:
+    """The frames with their tensors on ``dev``, native samples widened to float32 there (unless ``widen`` is
+    False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels); a copy back
+    to the CPU waits for its data, since the CPU reads it at once."""
+    out = {}
+    for p, f in frames.items():
+        data = f.data if f.data.device == dev else f.data.to(dev, non_blocking=dev.type == "cuda")
+        if widen and is_native(data):
+            data = widen_samples(data)
+        out[p] = f if data is f.data else f.with_data(data)
+    return out
 
 
-def _window_on_device(window: Window, dev: torch.device) -> Window:
-    """The window with every tensor on ``dev``; a frame repeated at a stream end is moved once."""
+def _window_on_device(window: Window, dev: torch.device, *, widen: bool = True) -> Window:
+    """The window with every tensor on ``dev`` (widened as :func:`_on_device` does); a frame repeated at a stream
+    end is moved once."""
     moved: dict[int, dict[str, Frame]] = {}
     sets = []
     for s in window.sets:
         if id(s) not in moved:
-            moved[id(s)] = _on_device(s, dev)
+            moved[id(s)] = _on_device(s, dev, widen=widen)
         sets.append(moved[id(s)])
     return Window(tuple(sets), window.before, window.position, window.padded_before, window.padded_after)

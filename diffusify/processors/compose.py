@@ -59,13 +59,15 @@ class StackParams(Params):
 class Stack(Processor):
     """Put two streams side by side (or one over the other) for comparison.
 
-    Ports ``left`` (or top) and ``right`` (or bottom): ``(C, H, W)`` float32 in [0, 1], same index.
-    Output: one ``(3, H, W1 + W2)`` (or ``(3, H1 + H2, W)``) frame.
+    Ports ``left`` (or top) and ``right`` (or bottom): ``(C, H, W)`` float32 in [0, 1], or native samples, same
+    index. Output: one ``(3, H, W1 + W2)`` (or ``(3, H1 + H2, W)``) frame: native samples when both inputs come
+    at the same depth and need no resizing (a copy, exact), float32 otherwise.
     """
 
     type_name = "compose.stack"
     Params = StackParams
     inputs = ("left", "right")
+    native = True
 
     @staticmethod
     def _sizes(p: StackParams, a: StreamInfo, b: StreamInfo) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -96,11 +98,16 @@ class Stack(Processor):
         import torch
 
         from diffusify.ops.resample import resize
+        from diffusify.ops.samples import widen
 
         (aw, ah), (bw, bh) = self._sizes(self.params, self.input_streams["left"], self.input_streams["right"])
-        a = resize(_rgb(frames["left"].data), ah, aw, self.params.method).clamp(0, 1)
-        b = resize(_rgb(frames["right"].data), bh, bw, self.params.method).clamp(0, 1)
-        return torch.cat([a, b], dim=2 if self.params.axis == "horizontal" else 1)
+        a, b = _rgb(frames["left"].data), _rgb(frames["right"].data)
+        axis = 2 if self.params.axis == "horizontal" else 1
+        if a.dtype == b.dtype and tuple(a.shape[-2:]) == (ah, aw) and tuple(b.shape[-2:]) == (bh, bw):
+            return torch.cat([a, b], dim=axis)  # nothing to resample: the samples as they are, at any depth
+        a = resize(widen(a), ah, aw, self.params.method).clamp(0, 1)
+        b = resize(widen(b), bh, bw, self.params.method).clamp(0, 1)
+        return torch.cat([a, b], dim=axis)
 
 
 class BlendParams(Params):

@@ -99,12 +99,14 @@ class CropParams(Params):
 class Crop(Processor):
     """Keep a rectangle of each frame.
 
-    Input and output: ``(C, H, W)`` float32 on the node's device (a view, no copy).
+    Input and output: ``(C, H, W)`` on the node's device, float32 or native samples as they come (a view, no
+    copy, no widening: exact at any depth).
     """
 
     type_name = "crop"
     Params = CropParams
     inputs = (Port("input", "any"),)
+    native = True
 
     @classmethod
     def infer_stream(cls, params: CropParams, inputs: Mapping[str, StreamInfo],

@@ -130,6 +130,7 @@ class ImageWrite(Processor):
     resources = Resources(device="cpu", max_replicas=1)
     inputs = (Port("input", "any"),)
     optional_inputs = (Port("alpha", "mask"),)
+    native = True
 
     @classmethod
     def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:

@@ -119,6 +119,7 @@ class NullSink(Processor):
     temporal = Temporal.ORDERED
     resources = Resources(device="any", max_replicas=1)
     inputs = (Port("input", "any"),)
+    native = True
 
     @classmethod
     def segmenting(cls, params: NoParams, inputs: Mapping[str, StreamInfo],

@@ -87,7 +87,9 @@ def _warn_if_truncated(info: Any, path: str, ctx: PlanContext) -> None:
 class VideoRead(Processor):
     """Decode a video file into RGB frames, with exact timestamps and colour conversion.
 
-    Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device, one frame per source frame (no duplicates or drops,
+    Output: ``(3, H, W)`` samples at the decoded depth (``uint8``, or ``uint16`` above 8 bits; consumers that
+    compute get float32 in [0, 1], widened on their own device) on its consumers' device, one frame per source
+    frame (no duplicates or drops,
     variable frame rate kept as timestamps). YUV matrix and range come from the file's tags (BT.709 for HD and
     BT.601 for SD when untagged). Interlaced sources are deinterlaced (``deinterlace``). Rotated phone video
     comes out upright. Audio, subtitles and attachments are copied by ``video.write``.
@@ -139,7 +141,7 @@ class VideoRead(Processor):
         end = None if frames is None else first + frames
         self._reader = VideoReader(self.params.path, self.media, start=first, end=end,
                                    high_bit_depth=self.params.high_bit_depth, device=self.output_device,
-                                   deinterlace=self.params.deinterlace)
+                                   deinterlace=self.params.deinterlace, native=True)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:
@@ -184,6 +186,7 @@ class VideoWrite(Processor):
     node_refs = ("copy_streams_from",)
     inputs = (Port("input", "any"),)
     optional_inputs = (Port("alpha", "mask"),)
+    native = True  # decoded samples untouched by the graph are packed as they are, never widened
 
     @classmethod
     def infer_stream(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
