@@ -322,8 +322,12 @@ class Processor:
 
     def __init__(self, node_id: str, params: BaseModel, *, inputs: Mapping[str, StreamInfo],
                  output: StreamInfo | None, device: str = "cpu", output_device: str | None = None,
-                 options: RunOptions | None = None, refs: Mapping[str, StreamInfo | None] | None = None):
+                 options: RunOptions | None = None, refs: Mapping[str, StreamInfo | None] | None = None,
+                 widen_output: bool = False):
         self.node_id = node_id
+        # the plan's choice for a node that may pass native samples on: widen them here, once, for the several
+        # consumers below that would each widen them (a source's reader does it fused with its unpacking)
+        self.widen_output = widen_output
         self.params = params
         self.input_streams = dict(inputs)
         self.output_stream = output
@@ -468,6 +472,8 @@ class Processor:
                 out = self._process(item)
                 like = item
         frames = self._frames_of(out, like)
+        if self.widen_output:
+            frames = [f.with_data(widen_samples(f.data)) for f in frames]
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += 1
         return frames
@@ -487,6 +493,8 @@ class Processor:
             raise ValueError(f"{type(self).__name__}._process_batch returned {len(outs)} results for "
                              f"{len(items)} inputs")
         result = [self._frames_of(o, b) for b, o in zip(moved, outs, strict=True)]
+        if self.widen_output:
+            result = [[f.with_data(widen_samples(f.data)) for f in fs] for fs in result]
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += len(items)
         return result

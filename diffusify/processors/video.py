@@ -141,7 +141,7 @@ class VideoRead(Processor):
         end = None if frames is None else first + frames
         self._reader = VideoReader(self.params.path, self.media, start=first, end=end,
                                    high_bit_depth=self.params.high_bit_depth, device=self.output_device,
-                                   deinterlace=self.params.deinterlace, native=True)
+                                   deinterlace=self.params.deinterlace, native=not self.widen_output)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:

@@ -26,6 +26,8 @@ class NodePlan:
         gpu_memory: estimated GPU bytes of one replica when placed on a GPU.
         refs: streams of the nodes its parameters name (see ``Processor.node_refs``).
         output_device: where a CPU-bound source hands its frames over: its consumers' one device, else None.
+        widen_output: the node widens its native samples to float32 itself, because two or more places
+            downstream would each widen them (see :func:`_plan_widening`).
     """
 
     id: str
@@ -41,6 +43,7 @@ class NodePlan:
     gpu_memory: int = 0
     refs: dict[str, StreamInfo | None] = field(default_factory=dict)
     output_device: str | None = None
+    widen_output: bool = False
 
     @property
     def replicas(self) -> int:
@@ -72,7 +75,8 @@ class Plan:
         """One processor instance per replica of node ``nid``, given its device and the run options."""
         n = self.nodes[nid]
         return [n.cls(nid, n.params, inputs=n.input_streams, output=n.output, device=d,
-                      output_device=n.output_device, options=self.options, refs=n.refs) for d in n.devices]
+                      output_device=n.output_device, options=self.options, refs=n.refs,
+                      widen_output=n.widen_output) for d in n.devices]
 
     def describe(self) -> list[str]:
         lines = [f"pipeline {self.recipe.name}: {len(self.nodes)} nodes, "
@@ -201,6 +205,29 @@ def check_fit(nodes: dict[str, NodePlan]) -> list[str]:
     return problems
 
 
+def _plan_widening(nodes: dict[str, NodePlan]) -> None:
+    """Where native samples become float32: at each consumer that computes (the default), unless two or more
+    places below a node would widen its frames, each on its own; then that node widens them once itself.
+
+    Counted from the sinks up (``nodes`` is in topological order): a consumer that computes widens once; a native
+    consumer (a crop, a stack) passes its frames on, so it counts for the widenings below it, or for one when it
+    widens itself; native sinks widen nothing. A decoder feeding a writer (and a crop) stays native all the
+    way; a decoder feeding two filters widens once, in its reader, as a fused pass.
+    """
+    below: dict[str, int] = {}
+    for nid in reversed(list(nodes)):
+        n = nodes[nid]
+        count = 0
+        for consumer, _port in n.consumers:
+            c = nodes[consumer]
+            if not c.cls.native:
+                count += 1
+            elif not c.cls.is_sink:
+                count += 1 if c.widen_output else below[consumer]
+        below[nid] = count
+        n.widen_output = count >= 2 and (n.cls.native or n.cls.is_source())
+
+
 def build_plan(validated: Validated, *, registry: Registry | None = None, cli_devices: list[str] | None = None,
                overwrite: bool = False, options: RunOptions | None = None, check_outputs: bool = True) -> Plan:
     """Turn a valid :class:`Validated` into a :class:`Plan`. Raises UsageError for what only shows at run time
@@ -237,6 +264,7 @@ def build_plan(validated: Validated, *, registry: Registry | None = None, cli_de
             if len(targets) == 1 and targets != {"cpu"}:
                 n.output_device = targets.pop()
 
+    _plan_widening(nodes)
     existing = [] if options.overwrite else [(n.id, p) for n in nodes.values() for p in n.cls.existing_outputs(n.params)]
     if existing and check_outputs:
         listed = "; ".join(f"node '{nid}': {p}" for nid, p in existing)
