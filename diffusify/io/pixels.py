@@ -74,28 +74,30 @@ def planes_to_tensor(
     Returns:
         The frame tensor.
     """
-    planes = buf.view(torch.uint16 if high_bit_depth else torch.uint8).view(3, height, width)
-    if device.type != "cpu":
-        # Ship the compact integer frame and widen it on the device.
-        planes = planes.to(device, non_blocking=buf.is_pinned())
-    out = torch.empty((3, height, width), dtype=torch.float32, device=planes.device)
-    # ffmpeg's planar RGB stores G, B, R.
-    out[0].copy_(planes[2])
-    out[1].copy_(planes[0])
-    out[2].copy_(planes[1])
-    return out.div_(65535.0 if high_bit_depth else 255.0)
+    planes = _gbr_planes(buf, height, width, high_bit_depth, device)
+    return _rgb_from_gbr(planes, torch.float32).div_(65535.0 if high_bit_depth else 255.0)
 
 
 def planes_to_samples(
     buf: torch.Tensor, height: int, width: int, high_bit_depth: bool, device: torch.device
 ) -> torch.Tensor:
     """Planar GBR bytes to an RGB ``(3, H, W)`` tensor of native samples: ``uint8``, or ``uint16`` for 16-bit
-    buffers, on ``device`` (the compact bytes cross the bus; nothing is widened). The result shares no memory
-    with ``buf``."""
+    buffers, on ``device`` (nothing is widened). The result shares no memory with ``buf``."""
+    planes = _gbr_planes(buf, height, width, high_bit_depth, device)
+    return _rgb_from_gbr(planes, planes.dtype)
+
+
+def _gbr_planes(buf: torch.Tensor, height: int, width: int, high_bit_depth: bool,
+                device: torch.device) -> torch.Tensor:
     planes = buf.view(torch.uint16 if high_bit_depth else torch.uint8).view(3, height, width)
     if device.type != "cpu":
+        # Ship the compact integer frame and widen it (if at all) on the device.
         planes = planes.to(device, non_blocking=buf.is_pinned())
-    out = torch.empty((3, height, width), dtype=planes.dtype, device=planes.device)
+    return planes
+
+
+def _rgb_from_gbr(planes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    out = torch.empty(planes.shape, dtype=dtype, device=planes.device)
     # ffmpeg's planar RGB stores G, B, R.
     out[0].copy_(planes[2])
     out[1].copy_(planes[0])
