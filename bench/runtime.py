@@ -3,6 +3,7 @@
     python bench/runtime.py overhead [--device cuda] [--repeat 3]  # 6-node graph vs ffmpeg, 1080p 300 frames
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
+    python bench/runtime.py startup [--repeat 5]  # one 1080p frame read -> write, the whole command vs the pipe pair
     python bench/runtime.py all
 
 Each figure runs its baseline in the same invocation and prints the ratio.
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._clips import make_clip  # noqa: E402
 
 CODEC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
+_WRITE = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
 
 
 def _recipe(tmp: Path, text: str) -> str:
@@ -60,7 +62,7 @@ def _bare(clip: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
-def _piped(clip: Path, out: Path) -> tuple[float, float]:
+def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, float]:
     """The engine's two ffmpeg ends alone, joined by a pipe: decode with the reader's conversion to planar RGB,
     encode with the writer's conversion from it, nothing in between (no Python). (wall seconds, CPU seconds)."""
     from diffusify.io.formats import from_rgb_filter, to_rgb_filter
@@ -70,7 +72,7 @@ def _piped(clip: Path, out: Path) -> tuple[float, float]:
     video = info.video
     assert video is not None
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    decode = [ffmpeg, "-v", "error", "-i", str(clip), "-map", "0:v:0",
+    decode = [ffmpeg, "-v", "error", "-i", str(clip), "-map", "0:v:0", *(["-frames:v", str(frames)] if frames else []),
               "-vf", to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, "gbrp"),
               "-f", "rawvideo", "-pix_fmt", "gbrp", "pipe:1"]
     encode = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrp", "-s", f"{video.width}x{video.height}",
@@ -112,7 +114,7 @@ def overhead(device: str, repeat: int = 1) -> None:
 def _overhead_round(device: str) -> dict[str, float]:
     frames = 300
     clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=frames)
-    write = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
+    write = _WRITE
     print(f"overhead: {os.cpu_count()} CPU cores, nodes on {device}; 1080p, {frames} frames, x264 veryfast crf 20")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -206,14 +208,51 @@ def overlap() -> None:
           f"ratio {s['wall_seconds'] / ideal:.3f} (target <= 1.1)")
 
 
+def startup(repeat: int = 5) -> None:
+    """The whole command for one 1080p frame (read -> write, no model: interpreter, imports, validation and
+    probing, process starts, the first frame, finalising) against the ffmpeg pipe pair doing the same, rounds
+    alternated; with where the command's time goes."""
+    clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
+    ours, pair, torch_import, validate = [], [], [], []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        recipe = _recipe(tmp, f"""
+            version: 1
+            nodes:
+              src: {{type: video.read, with: {{path: "{clip}"}}}}
+              out: {{type: video.write, input: src, with: {{path: "{tmp / 'one.mkv'}", {_WRITE}}}}}
+        """)
+        first = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            first.append(_run_cli(recipe, "--max-frames", "1")["first_frame_seconds"])
+            ours.append(time.perf_counter() - t0)
+            pair.append(_piped(clip, tmp / "pair.mkv", frames=1)[0])
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            torch_import.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "diffusify", "validate", recipe], check=True, capture_output=True)
+            validate.append(time.perf_counter() - t0)
+    med = statistics.median
+    print(f"startup: one 1080p frame, read -> write: the command {med(ours):.2f} s (rounds "
+          f"{', '.join(f'{t:.2f}' for t in ours)}), the ffmpeg pipe pair {med(pair):.2f} s; "
+          f"over the pipe pair {med(ours) - med(pair):.2f} s (goal <= 2 s)")
+    print(f"startup: where it goes: python + import torch {med(torch_import):.2f} s; diffusify validate (imports, "
+          f"YAML, probing; no torch) {med(validate):.2f} s; first frame after the run starts {med(first):.2f} s")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "startup",
+                                                                     "all"])
     parser.add_argument("--device", default="cpu", help="devices of the overhead graph's nodes (cpu, cuda, auto)")
     parser.add_argument("--repeat", type=int, default=1, help="overhead rounds (median ratio reported)")
     args = parser.parse_args()
     for name in (["overhead", "memory", "overlap"] if args.which == "all" else [args.which]):
         if name == "overhead":
             overhead(args.device, args.repeat)
+        elif name == "startup":
+            startup(max(args.repeat, 3))
         else:
             globals()[name]()
