@@ -169,11 +169,11 @@ def segmented_executor(recipe: RecipeSource, *, input: str | None = None, output
         from diffusify.runtime.ray_executor import RayExecutor, connect
 
         connect(address)  # a missing Ray, or a cluster that cannot be reached, is said before anything runs
-        return RayExecutor(replan, segments=segments or 8, address=address, **common)
+        return RayExecutor(replan, segments=segments or (None if resume else 8), address=address, **common)
     if backend != "local":
         raise UsageError(f"unknown executor '{backend}' (local or ray)")
     explicit = [d for d in (devices or []) if d not in ("auto",)]
-    return SegmentedExecutor(replan, segments=segments or max(2, workers), workers=workers,
+    return SegmentedExecutor(replan, segments=segments, workers=workers,
                              devices=explicit or None, **common)
 
 

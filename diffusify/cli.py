@@ -75,7 +75,8 @@ def cli() -> None:
                    "as it finishes, then joined without re-encoding: a crash loses one segment at most.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, metavar="N",
               help="Run N segments side by side (one engine each; --device cuda:0,cuda:1 deals devices out).")
-@click.option("--resume", is_flag=True, help="Continue the journal of an interrupted segmented run.")
+@click.option("--resume", is_flag=True,
+              help="Continue the journal of an interrupted segmented run (with its segments unless --segments).")
 @click.option("--restart", is_flag=True, help="Delete such a journal and start over.")
 @click.option("--keep-segments", is_flag=True, help="Keep the journal folder and segment files after the join.")
 @click.option("--executor", "backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,

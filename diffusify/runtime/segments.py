@@ -259,6 +259,14 @@ def _verify(journal: Journal) -> None:
             p.unlink() if p.is_file() else shutil.rmtree(p, ignore_errors=True)
 
 
+def _journal_segments(folder: Path) -> int | None:
+    """How many segments the journal in ``folder`` was written for (None: no readable journal)."""
+    try:
+        return len(json.loads((folder / JOURNAL).read_text(encoding="utf-8"))["segments"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ---- running ----------------------------------------------------------------------------------------------------
 Replan = Callable[[Segment, dict[str, str], "list[str] | None"], Plan]
 """Plans the recipe again for one segment: ``(frame range, param overrides, devices) -> Plan``."""
@@ -291,22 +299,24 @@ class SegmentedExecution:
         keep_segments: keep the journal folder after the join.
     """
 
-    def __init__(self, plan: Plan, replan: Replan, *, hooks: Iterable[Hook] = (), segments: int = 4,
+    def __init__(self, plan: Plan, replan: Replan, *, hooks: Iterable[Hook] = (), segments: int | None = None,
                  workers: int = 1, devices: list[str] | None = None, resume: bool = False, restart: bool = False,
                  keep_segments: bool = False):
         self.plan = plan
         self.replan = replan
         self.hooks = list(hooks)
-        self.layout = layout(plan)
-        self.specs = split(self.layout, segments)
-        self.workers = max(1, min(workers, len(self.specs)))
-        self.devices = devices
-        self.resume, self.restart, self.keep_segments = resume, restart, keep_segments
         self.sinks = [nid for nid in plan.order if plan.nodes[nid].cls.is_sink
                       and plan.nodes[nid].cls.type_name != "discard"]
         outputs = [plan.nodes[nid].params.path for nid in self.sinks]
         first = outputs[0] if outputs else f"{plan.recipe.name or 'run'}.discard"
         self.folder = Path(str(first) + ".parts")
+        self.layout = layout(plan)
+        if segments is None:  # a resume goes on with the journal's own segments; else one per worker, at least 2
+            segments = (_journal_segments(self.folder) if resume else None) or max(2, workers)
+        self.specs = split(self.layout, segments)
+        self.workers = max(1, min(workers, len(self.specs)))
+        self.devices = devices
+        self.resume, self.restart, self.keep_segments = resume, restart, keep_segments
         self._lock = threading.Lock()
         self._running: dict[int, Execution] = {}
         self._stopping = False
