@@ -164,3 +164,28 @@ def test_out_of_memory_below_min_tile_fails_clearly(tmp_path):
     proc._run_model = always
     with pytest.raises(OutOfMemory):
         proc._infer(torch.rand(1, 3, 128, 128))
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_channels_last_auto_keeps_the_layout_measured_faster(tmp_path, monkeypatch, faster):
+    """auto times both layouts at setup and keeps the faster one; either way the frames are the same."""
+    import diffusify.processors.spandrel as module
+
+    model = _compact(tmp_path)
+    calls: list[bool] = []
+    real = torch.nn.Module.__call__
+
+    def timed(net, x, *a, **k):  # the channels-last calls "take" 1 s or 3 s, the default ones 2 s
+        calls.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return real(net, x, *a, **k)
+
+    clock = iter(range(10_000))
+    monkeypatch.setattr(torch.nn.Module, "__call__", timed)
+    monkeypatch.setattr(module.time, "perf_counter",
+                        lambda: next(clock) * (2 if not calls[-1] else (1 if faster else 3)) if calls else 0)
+    proc = _processor(model, 64, 48, tile="none", border=0, channels_last="auto")
+    monkeypatch.undo()
+    assert proc.channels_last is faster and any(calls) and not all(calls)
+    img = torch.rand(1, 3, 48, 64)
+    forced = _processor(model, 64, 48, tile="none", border=0, channels_last=not faster)
+    assert torch.allclose(proc._infer(img), forced._infer(img), atol=1e-5)
