@@ -48,6 +48,16 @@ def _run_cli(recipe: str, *extra: str) -> dict:
     return next(e for e in events if e["event"] == "finished")["summary"]
 
 
+def _identity(clip: Path, out: Path) -> str:
+    """read -> write: the engine's frame interface and nothing else."""
+    return f"""
+        version: 1
+        nodes:
+          src: {{type: video.read, with: {{path: "{clip}"}}}}
+          out: {{type: video.write, input: src, with: {{path: "{out}", {_WRITE}}}}}
+    """
+
+
 def _children_cpu() -> float:
     """CPU seconds (user + system) of every finished child process so far."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -125,12 +135,7 @@ def _overhead_round(device: str) -> dict[str, float]:
         print(f"overhead: ffmpeg -> RGB pipe -> ffmpeg   {frames / piped:6.1f} fps ({piped:.2f} s, {piped_cpu:.1f} CPU s) "
               f"-> ratio {bare / piped:.3f} (the frame interface without Python)")
         graphs = {
-            "identity graph (read -> write)": f"""
-                version: 1
-                nodes:
-                  src: {{type: video.read, with: {{path: "{clip}"}}}}
-                  out: {{type: video.write, input: src, with: {{path: "{tmp / 'id.mkv'}", {write}}}}}
-            """,
+            "identity graph (read -> write)": _identity(clip, tmp / "id.mkv"),
             "6-node graph (fan-out + merge)": f"""
                 version: 1
                 nodes:
@@ -216,12 +221,7 @@ def startup(repeat: int = 5) -> None:
     ours, pair, torch_import, validate = [], [], [], []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        recipe = _recipe(tmp, f"""
-            version: 1
-            nodes:
-              src: {{type: video.read, with: {{path: "{clip}"}}}}
-              out: {{type: video.write, input: src, with: {{path: "{tmp / 'one.mkv'}", {_WRITE}}}}}
-        """)
+        recipe = _recipe(tmp, _identity(clip, tmp / "one.mkv"))
         first = []
         for _ in range(repeat):
             t0 = time.perf_counter()

@@ -201,3 +201,11 @@ def stream_span(path: Path, spec: str) -> tuple[float, float]:
             starts.append(pts * tb)
             ends.append((pts + dur) * tb)
     return float(min(starts)), float(max(ends))
+
+
+def framemd5(path: str | Path) -> tuple[list[str], list[str]]:
+    """Each decoded video frame's and audio packet's md5 (ffmpeg's framemd5 muxer): (video, audio)."""
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "framemd5", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
+    return [r[-1].strip() for r in rows if r[0].strip() == "0"], [r[-1].strip() for r in rows if r[0].strip() == "1"]

@@ -3,7 +3,6 @@ once where they must be, and reach writers untouched; against the float path as 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
 from diffusify.ops.samples import widen
+from tests._media import framemd5
 from tests.conftest import CollectSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +40,6 @@ def test_the_packer_gives_the_float_paths_bytes_from_samples_at_any_depth():
             assert bytes(PlanePacker(high).pack(samples)) == want, (samples.dtype, high)
 
 
-def _framemd5(path: Path) -> list[str]:
-    import imageio_ffmpeg
-
-    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v",
-                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True).stdout
-    return [line.split(",")[-1].strip() for line in out.splitlines() if not line.startswith("#")]
-
-
 def test_an_untouched_stream_is_written_as_the_float_path_would_write_it(tmp_path):
     """read -> crop -> stack -> write keeps samples native end to end; the same graph with a colour node that
     changes nothing goes through float: the files' frames are identical."""
@@ -66,7 +58,7 @@ nodes:
     assert not any(n.widen_output for n in p.nodes.values() if n.id != "src")
     diffusify.run(recipe("src", "native.mkv"))
     diffusify.run(recipe("grade", "float.mkv"))
-    assert _framemd5(tmp_path / "native.mkv") == _framemd5(tmp_path / "float.mkv")
+    assert framemd5(tmp_path / "native.mkv")[0] == framemd5(tmp_path / "float.mkv")[0]
 
 
 def test_computing_nodes_get_float32_and_native_ones_get_samples(registry):

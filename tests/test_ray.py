@@ -11,7 +11,8 @@ import pytest
 import diffusify
 from diffusify.processors.registry import default_registry
 from tests._crashing import CrashOnce
-from tests.test_segments import SHARPEN, _framemd5, _recipe
+from tests._media import framemd5
+from tests.test_segments import SHARPEN, _recipe
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def test_the_ray_executor_gives_the_local_frames(cluster, tmp_path):
     s = diffusify.run(recipe, output=str(tmp_path / "ray.mkv"), segments=3, backend="ray",
                       hooks=[lambda **e: events.append(e)])
     assert s["executor"] == "ray" and s["frames"] == 30 and s["segments"] == 3
-    assert _framemd5(tmp_path / "ray.mkv") == _framemd5(tmp_path / "local.mkv")
+    assert framemd5(tmp_path / "ray.mkv") == framemd5(tmp_path / "local.mkv")
     assert sorted(e["segment"] for e in events if e["event"] == "segment_finished") == [0, 1, 2]
     started = [e for e in events if e["event"] == "segment_started"]  # sent from inside each task
     assert sorted(e["segment"] for e in started) == [0, 1, 2] and all(e["pid"] != os.getpid() for e in started)
@@ -55,4 +56,4 @@ def test_a_task_killed_mid_way_is_retried_with_the_same_result(cluster, tmp_path
     s = diffusify.run(recipe, output=str(tmp_path / "ray.mkv"), segments=3, backend="ray", registry=registry)
     assert marker.exists()  # a worker died at frame 4 of a segment
     assert s["frames"] == 30
-    assert _framemd5(tmp_path / "ray.mkv") == _framemd5(tmp_path / "local.mkv")
+    assert framemd5(tmp_path / "ray.mkv") == framemd5(tmp_path / "local.mkv")

@@ -18,19 +18,10 @@ import pytest
 import diffusify
 from diffusify.core.errors import Interrupted, UsageError
 from diffusify.runtime.segments import layout, split
+from tests._media import framemd5
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "media" / "sample.mp4"
-
-
-def _framemd5(path: Path) -> tuple[list[str], list[str]]:
-    """Each decoded video frame's and audio packet's md5, from the ffmpeg binary."""
-    import imageio_ffmpeg
-
-    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "framemd5", "-"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
-    return [r[-1].strip() for r in rows if r[0].strip() == "0"], [r[-1].strip() for r in rows if r[0].strip() == "1"]
 
 
 def _recipe(folder: Path, middle: str, frames: int = 75, name: str = "r.yaml") -> Path:
@@ -81,7 +72,7 @@ def test_a_segmented_run_with_interpolation_equals_the_whole_run(tmp_path):
     seg = diffusify.run(recipe, output=str(tmp_path / "seg.mkv"), segments=3, workers=2,
                         hooks=[lambda **e: events.append(e)])
     assert seg["frames"] == whole["frames"] == 60 and seg["segments"] == 3
-    assert _framemd5(tmp_path / "seg.mkv") == _framemd5(tmp_path / "whole.mkv")
+    assert framemd5(tmp_path / "seg.mkv") == framemd5(tmp_path / "whole.mkv")
     assert sorted(e["segment"] for e in events if e["event"] == "segment_finished") == [0, 1, 2]
     assert not (tmp_path / "seg.mkv.parts").exists()
 
@@ -117,7 +108,7 @@ def test_resume_after_kill_9_at_random_moments_gives_the_uninterrupted_frames(tm
     recipe = _recipe(tmp_path, SHARPEN)
     whole = tmp_path / "whole.mkv"
     diffusify.run(recipe, output=str(whole))
-    want = _framemd5(whole)
+    want = framemd5(whole)
     cmd = [sys.executable, "-m", "diffusify", "run", str(recipe), "--segments", "6"]
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -144,6 +135,6 @@ def test_resume_after_kill_9_at_random_moments_gives_the_uninterrupted_frames(tm
         resume = [c for c in cmd if c not in ("--segments", "6")]
         done = subprocess.run([*resume, "-q", "-o", str(out), "--resume"], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        assert _framemd5(out) == want, f"attempt {attempt}"
+        assert framemd5(out) == want, f"attempt {attempt}"
         assert not out.with_name(out.name + ".parts").exists()
     assert resumed_with_work >= 3  # kills after a finished segment: the resume kept its work

@@ -383,12 +383,17 @@ class Processor:
         return tuple(p.name for p in cls.ports())
 
     @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        """The optional modules a node with ``params`` needs: ``requires`` unless a processor's needs depend on
+        its parameters (a model format with a runtime of its own)."""
+        return cls.requires
+
+    @classmethod
     def missing_modules(cls, params: Any = None) -> list[str]:
-        """The modules of ``requires`` that are not installed (``params``: the node's, for processors whose
-        needs depend on them)."""
+        """The modules of :meth:`requirements` that are not installed."""
         import importlib.util
 
-        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        return [m for m in cls.requirements(params) if importlib.util.find_spec(m) is None]
 
     @classmethod
     def is_source(cls) -> bool:

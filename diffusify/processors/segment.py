@@ -148,12 +148,9 @@ class Segment(Processor):
     resources = Resources(device="gpu", heavy=True)
 
     @classmethod
-    def missing_modules(cls, params: Any = None) -> list[str]:
-        import importlib.util
-
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
         litert = params is not None and _kind(_model_path(params.model)) == "litert"
-        needs = ("ai_edge_litert",) if litert else cls.requires
-        return [m for m in needs if importlib.util.find_spec(m) is None]
+        return ("ai_edge_litert",) if litert else cls.requires
 
     @classmethod
     def infer_stream(cls, params: SegmentParams, inputs: Mapping[str, StreamInfo],

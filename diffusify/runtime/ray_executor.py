@@ -11,20 +11,25 @@ than one machine); the journal, the resume and the join are the segmented run's 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import socket
 import threading
 from typing import Any
 
 from diffusify.core.errors import DiffusifyError, PipelineError, UsageError
-from diffusify.runtime.segments import Journal, Replan, SegmentedExecution, SegmentSpec, run_locally
+from diffusify.runtime.segments import (
+    Journal,
+    Replan,
+    SegmentedExecution,
+    SegmentSpec,
+    plan_segment,
+    run_locally,
+)
 
 
 def _segment_task(replan: Replan, spec: SegmentSpec, sets: dict[str, str], events: Any) -> dict[str, Any]:
     """One segment, inside a Ray worker: plan it there (the worker's own devices), run it, return its summary."""
-    plan = replan(spec.read, sets, None)
-    plan.options = dataclasses.replace(plan.options, keep=spec.keep, overwrite=True)
+    plan = plan_segment(replan, spec, sets, None)
 
     def forward(*, event: str, **fields: Any) -> None:
         if event in ("start", "progress", "warning", "error"):

@@ -45,6 +45,7 @@ from diffusify.processors.base import Segment, path_fields
 from diffusify.runtime.events import Hook
 from diffusify.runtime.executor import Execution
 from diffusify.runtime.plan import Plan
+from diffusify.weights.pull import file_sha256
 
 JOURNAL = "journal.json"
 JOURNAL_VERSION = 1
@@ -139,14 +140,6 @@ def split(lay: Layout, count: int) -> list[SegmentSpec]:
 
 
 # ---- the journal ------------------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(plan: Plan) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote the journal: every node's type, params (after the
     recipe's params) and inputs, each model file's hash, and each source file's identity (path, size,
@@ -267,9 +260,22 @@ def _journal_segments(folder: Path) -> int | None:
         return None
 
 
+def _frames(files: dict[str, dict[str, Any]]) -> int:
+    """Frames of a finished segment (every sink of it has the same count)."""
+    return next(iter(files.values()))["frames"] if files else 0
+
+
 # ---- running ----------------------------------------------------------------------------------------------------
 Replan = Callable[[Segment, dict[str, str], "list[str] | None"], Plan]
 """Plans the recipe again for one segment: ``(frame range, param overrides, devices) -> Plan``."""
+
+def plan_segment(replan: Replan, spec: SegmentSpec, sets: dict[str, str], devices: list[str] | None) -> Plan:
+    """The plan of one segment: the recipe planned again for its frame range, its sinks sent to their segment
+    files (``sets``), keeping only the frames of the segment's own span."""
+    plan = replan(spec.read, sets, devices)
+    plan.options = dataclasses.replace(plan.options, keep=spec.keep, overwrite=True)
+    return plan
+
 
 def run_locally(plan: Plan, hooks: list[Hook], register: Callable[[Execution | None], None]) -> dict[str, Any]:
     """A segment in this process, on the local engine (``register`` learns the execution, for cancels)."""
@@ -349,7 +355,7 @@ class SegmentedExecution:
         done = journal.done
         todo = [s for s in self.specs if s.index not in done]
         self._started = started
-        self._frames_done = sum(f["frames"] for e in done.values() for f in list(e["files"].values())[:1])
+        self._frames_done = sum(_frames(e["files"]) for e in done.values())
         self.emit("start", name=self.plan.recipe.name, total_frames=self.plan.total_frames,
                   nodes=[{"id": nid, "type": self.plan.nodes[nid].cls.type_name,
                           "inputs": dict(self.plan.nodes[nid].inputs)} for nid in self.plan.order],
@@ -441,8 +447,7 @@ class SegmentedExecution:
             self.emit(event, **fields, segment=spec.index)
 
     def _run_segment(self, spec: SegmentSpec, device: list[str] | None, journal: Journal) -> None:
-        plan = self.replan(spec.read, self.segment_sets(spec), device)
-        plan.options = dataclasses.replace(plan.options, keep=spec.keep, overwrite=True)
+        plan = plan_segment(self.replan, spec, self.segment_sets(spec), device)
 
         def register(ex: Execution | None) -> None:
             with self._lock:
@@ -479,7 +484,7 @@ class SegmentedExecution:
         with self._lock:
             self._finished.add(spec.index)
             self._progress.pop(spec.index, None)
-            self._frames_done += next(iter(record.values()))["frames"] if record else 0
+            self._frames_done += _frames(record)
         self.emit("segment_finished", segment=spec.index, start=spec.start, end=spec.end,
                   files={nid: str(self.folder / r["file"]) for nid, r in record.items()},
                   frames={nid: r["frames"] for nid, r in record.items()})
