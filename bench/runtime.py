@@ -213,6 +213,34 @@ def overlap() -> None:
           f"ratio {s['wall_seconds'] / ideal:.3f} (target <= 1.1)")
 
 
+_PHASES = """
+import json, sys, time
+start = time.perf_counter()
+marks = {}
+def mark(name):
+    marks[name] = time.perf_counter() - start
+from diffusify.runtime.tuning import import_torch_in_background, tune_process
+import_torch_in_background()  # as `diffusify run` does
+from diffusify import api
+mark("imports")
+plan, v = api.plan(sys.argv[1], max_frames=1, overwrite=True)
+mark("planned")
+import torch  # what the engine does first: waits for the import started above
+mark("torch ready")
+tune_process()
+summary = api.launch(plan, warnings=v.warnings).result()
+marks["first frame"] = marks["torch ready"] + summary["first_frame_seconds"]
+mark("done")
+print(json.dumps(marks))
+"""
+
+
+def _phases(recipe: str) -> dict[str, float]:
+    """The steps of `diffusify run` timed inside one fresh interpreter (its start-up not included)."""
+    out = subprocess.run([sys.executable, "-c", _PHASES, recipe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def startup(repeat: int = 5) -> None:
     """The whole command for one 1080p frame (read -> write, no model: interpreter, imports, validation and
     probing, process starts, the first frame, finalising) against the ffmpeg pipe pair doing the same, rounds
@@ -234,12 +262,15 @@ def startup(repeat: int = 5) -> None:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "diffusify", "validate", recipe], check=True, capture_output=True)
             validate.append(time.perf_counter() - t0)
+        phases = [_phases(recipe) for _ in range(repeat)]
     med = statistics.median
     print(f"startup: one 1080p frame, read -> write: the command {med(ours):.2f} s (rounds "
           f"{', '.join(f'{t:.2f}' for t in ours)}), the ffmpeg pipe pair {med(pair):.2f} s; "
           f"over the pipe pair {med(ours) - med(pair):.2f} s (goal <= 2 s)")
     print(f"startup: where it goes: python + import torch {med(torch_import):.2f} s; diffusify validate (imports, "
           f"YAML, probing; no torch) {med(validate):.2f} s; first frame after the run starts {med(first):.2f} s")
+    steps = " -> ".join(f"{name} {med(p[name]for p in phases):.2f}" for name in phases[0])
+    print(f"startup: the command's steps in one process (seconds since the interpreter started, medians): {steps}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,11 @@ import diffusify
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
-from diffusify.ops.samples import widen
+from diffusify.ops.samples import depth, mix, mix_table, narrow, pair_lookup, widen
+from diffusify.processors.color import Color
+from diffusify.processors.compose import Blend, Diff
+from diffusify.processors.geometry import Resize
+from tests._helpers import frame, make_processor, push_one, stream_of
 from tests._media import framemd5
 from tests.conftest import CollectSink
 
@@ -41,8 +45,8 @@ def test_the_packer_gives_the_float_paths_bytes_from_samples_at_any_depth():
 
 
 def test_an_untouched_stream_is_written_as_the_float_path_would_write_it(tmp_path):
-    """read -> crop -> stack -> write keeps samples native end to end; the same graph with a colour node that
-    changes nothing goes through float: the files' frames are identical."""
+    """read -> crop -> stack -> write keeps samples native end to end; the same graph behind a resize that changes
+    nothing (a computing node) goes through float: the files' frames are identical."""
     def recipe(extra: str, out: str) -> str:
         return f"""
 version: 1
@@ -52,7 +56,7 @@ nodes:
   b:    {{type: crop, input: {extra}, with: {{x: 240, y: 0, width: 240, height: 270}}}}
   both: {{type: compose.stack, inputs: {{left: b, right: a}}}}
   out:  {{type: video.write, input: both, with: {{path: "{tmp_path / out}", codec: ffv1}}}}
-  grade: {{type: color, input: src}}
+  grade: {{type: resize, input: src, with: {{width: 480, height: 270}}}}
 """
     p, _ = diffusify.plan(recipe("src", "native.mkv"))
     assert not any(n.widen_output for n in p.nodes.values() if n.id != "src")
@@ -91,15 +95,148 @@ nodes:
     assert plan("""  cut: {type: crop, input: src, with: {width: 64, height: 32}}
   s: {type: sharpen, input: cut}
   out: {type: discard, input: s}""") == {"src": False, "cut": False, "s": False, "out": False}
-    # two computing consumers of one crop: the crop widens once for both
+    # two computing consumers of one crop (a saturation change mixes channels: float): the crop widens once
     assert plan("""  cut: {type: crop, input: src, with: {width: 64, height: 32}}
   s: {type: sharpen, input: cut}
-  c: {type: color, input: cut}
+  c: {type: color, input: cut, with: {saturation: 0.5}}
   m: {type: compose.blend, inputs: {a: s, b: c}}
   out: {type: discard, input: m}""")["cut"]
     # a computing consumer and a crop feeding another: the decoder widens once, fused with its unpacking
     assert plan("""  cut: {type: crop, input: src, with: {width: 64, height: 32}}
   big: {type: resize, input: cut, with: {width: 480, height: 270, keep_aspect: false}}
-  c: {type: color, input: src}
+  c: {type: color, input: src, with: {saturation: 0.5}}
   m: {type: compose.blend, inputs: {a: big, b: c}}
   out: {type: discard, input: m}""")["src"]
+    # point adjustments, blends and crops keep samples native all the way down to the writer: nothing widens
+    six = plan("""  warm: {type: color, input: src, with: {brightness: 0.001}}
+  cut: {type: crop, input: src, with: {x: 0, y: 0}}
+  mix: {type: compose.blend, inputs: {a: warm, b: cut}}
+  grade: {type: color, input: mix, with: {contrast: 1.001}}
+  out: {type: discard, input: grade}""")
+    assert not any(six.values())
+
+
+# ---- cheap nodes on native samples: the rule is "the nearest level to the float result", tested per node ----
+
+def _samples(dtype: torch.dtype, seed: int, shape=(3, 24, 40)) -> torch.Tensor:
+    top = 255 if dtype == torch.uint8 else 65535
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, top + 1, shape, generator=g, dtype=torch.int32).to(dtype)
+
+
+def _written(data: torch.Tensor, high: bool) -> torch.Tensor:
+    """What a writer stores for a frame: its packed planes, as integers."""
+    planes = bytes(PlanePacker(high).pack(data))
+    return torch.frombuffer(bytearray(planes), dtype=torch.uint16 if high else torch.uint8).to(torch.int64)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("params", [{"brightness": 0.1}, {"contrast": 1.7, "brightness": -0.2}, {"gamma": 2.2},
+                                    {"contrast": 0.3, "gamma": 0.6}, {}])
+def test_point_adjustments_on_samples_write_the_float_paths_bytes(dtype, params):
+    """A colour node without a saturation change looks each sample up in a table made by its float path: the
+    written bytes are the float path's, bit for bit, at both depths."""
+    x = _samples(dtype, 1)
+    node = make_processor(Color, params, streams={"input": stream_of(x)})
+    assert node.native_for(node.params)
+    native = push_one(node, {"input": frame(0, x)}).data
+    floated = push_one(node, {"input": frame(0, widen(x))}).data
+    assert native.dtype == dtype and floated.dtype == torch.float32
+    high = dtype == torch.uint16
+    assert torch.equal(_written(native, high), _written(floated, high))
+
+
+def test_a_saturation_change_computes_in_float():
+    x = _samples(torch.uint8, 2)
+    node = make_processor(Color, {"saturation": 0.4}, streams={"input": stream_of(x)})
+    assert not node.native_for(node.params)
+    out = push_one(node, {"input": frame(0, x)}).data
+    assert out.dtype == torch.float32
+    assert torch.equal(out, push_one(node, {"input": frame(0, widen(x))}).data)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("weight", [0.0, 0.5, 0.3, 0.731, 1.0])
+def test_a_blend_of_samples_is_the_nearest_level_to_the_exact_mix(dtype, weight):
+    a, b = _samples(dtype, 3), _samples(dtype, 4)
+    node = make_processor(Blend, {"weight": weight}, streams={"a": stream_of(a), "b": stream_of(b)})
+    out = push_one(node, {"a": frame(0, a), "b": frame(0, b)}).data
+    assert out.dtype == dtype
+    exact = a.double() * (1 - weight) + b.double() * weight
+    assert float((out.double() - exact).abs().max()) <= 0.5 + 1e-6
+    # and the float path, rounded as a writer rounds, lands on the same level except where the exact value is a
+    # half level (up to float32's error at that depth)
+    floated = narrow(push_one(node, {"a": frame(0, widen(a)), "b": frame(0, widen(b))}).data, depth(a))
+    near_half = ((exact - exact.floor()) - 0.5).abs() < (1e-3 if dtype == torch.uint8 else 1e-2)
+    assert torch.equal(out[~near_half], floated[~near_half])
+
+
+def test_mix_halves_go_away_from_zero():
+    a = torch.tensor([[[10, 11, 200]]], dtype=torch.uint8)
+    b = torch.tensor([[[11, 10, 255]]], dtype=torch.uint8)
+    assert mix(a, b, 0.5).tolist() == [[[11, 10, 228]]]  # 10.5 -> 11, 10.5 -> 10 (from 11, down), 227.5 -> 228
+    assert pair_lookup(a, b, mix_table(0.5)).tolist() == [[[11, 10, 228]]]
+
+
+@pytest.mark.parametrize("weight", [0.5, 0.3, 0.731])
+def test_the_8_bit_pair_table_is_the_mix_arithmetic_for_every_pair(weight):
+    levels = torch.arange(256, dtype=torch.int32)
+    a = levels.repeat_interleave(256).to(torch.uint8).view(1, 256, 256)  # all 65536 pairs, in a picture's shape
+    b = levels.repeat(256).to(torch.uint8).view(1, 256, 256)
+    assert torch.equal(pair_lookup(a, b, mix_table(weight)), mix(a, b, weight))
+    assert torch.equal(pair_lookup(a.expand(3, -1, -1), b.expand(3, -1, -1), mix_table(weight))[2],
+                       mix(a, b, weight)[0])  # more than one chunk, channels in turn
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_a_diff_of_samples_is_the_nearest_level_to_the_exact_difference(dtype):
+    a, b = _samples(dtype, 5), _samples(dtype, 6)
+    top = 255 if dtype == torch.uint8 else 65535
+    b[0, 0, :8] = a[0, 0, :8]  # some equal samples: a difference of zero
+    node = make_processor(Diff, {"gain": 3.3}, streams={"a": stream_of(a), "b": stream_of(b)})
+    out = push_one(node, {"a": frame(0, a), "b": frame(0, b)}).data
+    assert out.dtype == dtype
+    exact = ((a.double() - b.double()).abs() * 3.3).clamp(0, top)
+    assert float((out.double() - exact).abs().max()) <= 0.5 + 1e-6
+    assert (out[0, 0, :8] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("size", [(48, 80), (18, 30), (24, 40)])
+def test_nearest_resize_of_samples_picks_the_float_paths_samples(dtype, size):
+    x = _samples(dtype, 7)
+    params = {"width": size[1], "height": size[0], "keep_aspect": False, "method": "nearest"}
+    node = make_processor(Resize, params, streams={"input": stream_of(x)})
+    native = push_one(node, {"input": frame(0, x)}).data
+    assert native.dtype == dtype and native.shape == (3, *size)
+    assert torch.equal(widen(native), push_one(node, {"input": frame(0, widen(x))}).data)
+    # other kernels compute in float
+    smooth = make_processor(Resize, {**params, "method": "bilinear"}, streams={"input": stream_of(x)})
+    assert push_one(smooth, {"input": frame(0, x)}).data.dtype == torch.float32
+
+
+def test_the_six_node_graph_writes_what_the_float_path_writes_to_the_level(tmp_path):
+    """The bench's graph (two point adjustments, a crop, a blend) on samples against the same graph in float
+    (a resize to the same size in front widens the frames): every written sample within one level, since each
+    native node rounds to the nearest level where the float path carries the fraction on."""
+    def recipe(head: str, out: str) -> str:
+        return f"""
+version: 1
+nodes:
+  src:   {{type: video.read, with: {{path: "{SAMPLE}", end: 6}}}}
+  wide:  {{type: resize, input: src, with: {{width: 480, height: 270}}}}
+  warm:  {{type: color, input: {head}, with: {{brightness: 0.03, gamma: 1.2}}}}
+  cut:   {{type: crop, input: {head}, with: {{x: 0, y: 0}}}}
+  mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.4}}}}
+  grade: {{type: color, input: mix, with: {{contrast: 1.2}}}}
+  out:   {{type: video.write, input: grade, with: {{path: "{tmp_path / out}", codec: ffv1, pix_fmt: bgr0}}}}
+"""
+    diffusify.run(recipe("src", "native.mkv"))
+    diffusify.run(recipe("wide", "float.mkv"))
+    info = probe(tmp_path / "native.mkv")
+    native = [f.data for f in VideoReader(str(tmp_path / "native.mkv"), info, native=True)]
+    floated = [f.data for f in VideoReader(str(tmp_path / "float.mkv"), info, native=True)]
+    assert len(native) == len(floated) == 6
+    worst = max(int((a.int() - b.int()).abs().max()) for a, b in zip(native, floated, strict=True))
+    assert worst <= 1
+    assert all(a.float().std() > 10 for a in native)  # real pictures, not flat ones

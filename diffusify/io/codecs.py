@@ -7,16 +7,18 @@ get before anything runs.
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from diffusify.core.stream import ColorInfo, StreamInfo
-from diffusify.io.ffmpeg import encoder_pix_fmts
-from diffusify.io.formats import chroma_block
+from diffusify.io.ffmpeg import available_encoders, encoder_failure, encoder_pix_fmts
+from diffusify.io.formats import chroma_block, pix_fmt_bit_depth
 
 __all__ = [
+    "AUTO",
     "CODEC_PRESETS",
     "CONTAINERS",
     "CodecPreset",
@@ -29,6 +31,8 @@ __all__ = [
     "pix_fmt_problem",
     "preset_problem",
     "quality_problem",
+    "resolve_codec",
+    "sample_depth",
     "size_problem",
     "writer_problem",
     "writer_problems",
@@ -140,6 +144,42 @@ CODEC_PRESETS: dict[str, CodecPreset] = {
 CONTAINERS: dict[str, str] = {".mkv": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
 CONTAINERS[".webm"] = "webm"
 
+
+AUTO = "auto"
+"""The codec name that lets the machine choose: NVENC where it opens, else libx264 (see :func:`resolve_codec`)."""
+
+
+def resolve_codec(codec: str, bit_depth: int) -> tuple[str, str | None]:
+    """The encoder a writer runs for ``codec``, and for ``auto`` a one-line note on the choice.
+
+    ``auto`` takes NVENC (``h264_nvenc``; ``hevc_nvenc`` for streams above 8 bits, which H.264 NVENC cannot keep)
+    where one tiny frame encodes with it on this machine, once per process; otherwise libx264, which uses every
+    core. Data-centre GPUs such as the H100 and H200 have no video encoder units: libx264 there too.
+
+    Args:
+        codec: the codec asked for; any name but ``auto`` comes back as it is, with no note.
+        bit_depth: the stream's bit depth.
+
+    Returns:
+        ``(encoder name, note or None)``.
+    """
+    if codec != AUTO:
+        return codec, None
+    hardware = "hevc_nvenc" if bit_depth > 8 else "h264_nvenc"
+    reason = encoder_failure(hardware) if hardware in available_encoders() else "not in the bundled ffmpeg"
+    if reason is None:
+        return hardware, f"codec auto: {hardware} (NVENC opens on this machine)"
+    if "libcuda" in reason.lower():
+        where = "no NVIDIA driver here"
+    else:
+        where = "no NVENC on this GPU (data-centre GPUs such as the H100 and H200 have no video encoder)"
+    return "libx264", f"codec auto: libx264 on all {os.cpu_count() or 1} cores: {where}; {hardware}: {reason}"
+
+
+def sample_depth(pix_fmt: str) -> int:
+    """The depth (8 or 16 bits) of the RGB samples a writer hands the encoder for output format ``pix_fmt``:
+    16 above 8 bits, so that the extra precision is real."""
+    return 16 if pix_fmt_bit_depth(pix_fmt) > 8 else 8
 
 
 def closest(value: str, choices: Sequence[str]) -> str:

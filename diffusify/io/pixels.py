@@ -3,7 +3,8 @@
 ffmpeg's planar RGB formats (``gbrp``, or native-endian ``gbrp16`` above 8 bits) store the G, B and R planes one
 after another. Decoders (:class:`~diffusify.io.reader.VideoReader`, the image sequence reader) read a frame's bytes
 into a :class:`FrameBuffer` and widen them with :func:`planes_to_tensor`; the video writer narrows its frames with a
-:class:`PlanePacker`. Nothing here starts ffmpeg.
+:class:`PlanePacker`, by the rule of :func:`diffusify.ops.samples.narrow` (which a producer on a GPU applies
+before the download, so the writer gets the very samples it would have made). Nothing here starts ffmpeg.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 import torch
+
+from diffusify.ops.samples import narrow
 
 __all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor"]
 
@@ -140,19 +143,14 @@ class PlanePacker:
         if not data.is_floating_point():  # native samples: at most a change of depth, then reordered
             return self._pack_samples(self._native(data), order)
         if data.device.type != "cpu":
-            scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
-            packed = torch.empty((len(order), h, w), dtype=torch.uint16 if self.high_bit_depth else torch.uint8,
-                                 device=data.device)
-            for dst, channel in order:
-                packed[dst].copy_(scaled[channel])
-            return memoryview(packed.cpu().numpy()).cast("B")
+            return self._pack_samples(narrow(data, 16 if self.high_bit_depth else 8), order)
         import numpy as np
 
         if self._scratch is None or self._scratch.shape != data.shape:
             self._scratch = torch.empty(data.shape, dtype=torch.float32)
             self._planes = np.empty((len(order), h, w), dtype=np.uint16 if self.high_bit_depth else np.uint8)
-        # one pass that scales into the scratch (half precision is widened first: scaled in half, values would
-        # move by up to a sixteenth of a level), then in-place passes
+        # narrow()'s rule with reused buffers: one pass that scales into the scratch (half precision is widened
+        # first), then in-place passes
         if data.dtype == torch.float32:
             scaled = torch.mul(data, peak, out=self._scratch)
         else:

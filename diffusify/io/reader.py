@@ -4,6 +4,11 @@ ffmpeg decodes and converts to planar RGB (``gbrp``, or 16-bit ``gbrp16`` for so
 one frame's worth of bytes at a time. The YUV matrix and range are passed to the converter explicitly from the
 probed tags, never left to ffmpeg's guesses, so BT.601/BT.709 and limited/full sources all come out right.
 The bytes become float tensors in :mod:`diffusify.io.pixels`.
+
+:class:`NvdecReader` is the optional other way: the GPU's video decoder (NVDEC) through torchcodec, frames landing
+on the GPU as 8-bit RGB. Its colour conversion is NVIDIA's (NPP), not zimg's, so it is used only for the sources
+:func:`nvdec_problem` accepts and only when asked. Importing this module does not import torch (validation asks
+:func:`nvdec_problem`).
 """
 
 from __future__ import annotations
@@ -11,18 +16,20 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import torch
-
+from diffusify.core.errors import one_line
 from diffusify.core.frame import Frame
 from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, file_arg
-from diffusify.io.formats import planar_rgb_format, to_rgb_filter
-from diffusify.io.pixels import FrameBuffer, planes_to_samples, planes_to_tensor
+from diffusify.io.formats import normalize_range, planar_rgb_format, to_rgb_filter
 from diffusify.io.probe import SHOWINFO_PTS, MediaInfo
 
-__all__ = ["VideoReader", "deinterlace_filter"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["NVDEC_CODECS", "TORCHCODEC_HINT", "NvdecReader", "VideoReader", "deinterlace_filter", "nvdec_problem"]
 
 
 def deinterlace_filter(info: MediaInfo, mode: str) -> str | None:
@@ -94,6 +101,10 @@ class VideoReader:
         self.start = start
         self.deinterlace = deinterlace_filter(info, deinterlace)
         self.end = end
+        import torch
+
+        from diffusify.io.pixels import FrameBuffer
+
         self.device = torch.device(device)
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
         self.stream: StreamInfo = video.replace(frames=None if end is None else end - start)
@@ -260,6 +271,8 @@ class VideoReader:
                     f"(the file may be damaged; {reason})"
                 )
             raise StopIteration
+        from diffusify.io.pixels import planes_to_samples, planes_to_tensor
+
         to_tensor = planes_to_samples if self.native else planes_to_tensor
         data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
         source_index = self._next
@@ -275,3 +288,161 @@ class VideoReader:
         if proc is not None:
             proc.kill()
             proc.close_log()
+
+
+TORCHCODEC_HINT = ("pip install 'diffusify[gpu]', then the CUDA build of torchcodec from the PyTorch index torch "
+                   "came from (pip install torchcodec --index-url https://download.pytorch.org/whl/cuXXX); it uses "
+                   "the system's FFmpeg libraries")
+
+NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "vp8", "mpeg1video", "mpeg2video", "mpeg4", "vc1"})
+"""Codecs the GPUs' video decoders (NVDEC) read, on the parts that have them."""
+
+
+def nvdec_problem(info: MediaInfo, *, high_bit_depth: bool | None = None, deinterlace: str = "auto") -> str | None:
+    """Why :class:`NvdecReader` cannot decode this source as :class:`VideoReader` would, or None when it can.
+
+    The GPU path takes 8-bit 4:2:0 video tagged BT.709 in limited range (the common HD file), upright and
+    progressive: torchcodec converts it with NPP's BT.709 matrix, and untagged or BT.601 sources would get another
+    matrix than the one the ffmpeg path chooses. Deeper or other chroma formats, full range, rotation and
+    deinterlacing stay with ffmpeg.
+
+    Args:
+        info: the probe result.
+        high_bit_depth: the reader's ``high_bit_depth`` (True asks for 16-bit samples).
+        deinterlace: the reader's ``deinterlace``.
+
+    Returns:
+        A reason naming what differs, as part of a sentence, or None.
+    """
+    video = info.video
+    if video is None:
+        return "the file has no video stream"
+    if info.video_codec not in NVDEC_CODECS:
+        return f"NVDEC does not decode {info.video_codec}"
+    if info.pix_fmt != "yuv420p":
+        return f"the video is {info.pix_fmt}; the GPU path converts 8-bit 4:2:0 (yuv420p) only"
+    if high_bit_depth:
+        return "high_bit_depth asks for 16-bit samples; the GPU path gives 8-bit ones"
+    if video.color.matrix != "bt709" or (normalize_range(video.color.range) or "tv") != "tv":
+        return (f"its colours are tagged {video.color.describe()}; the GPU path converts video tagged BT.709 in "
+                "limited range only")
+    if round(info.rotation) % 360:
+        return f"it is displayed rotated by {info.rotation:g} degrees, which only the ffmpeg path applies"
+    if info.field_order is not None or deinterlace == "on":
+        return "it is to be deinterlaced, which only the ffmpeg path does"
+    return None
+
+
+class NvdecReader:
+    """Iterate over the frames of a video file decoded by the GPU's video decoder (NVDEC, through torchcodec's
+    CUDA decoder), as :class:`VideoReader` does: same ``index``, ``pts`` and ``meta``, frames on ``device``.
+
+    Each frame's ``data`` is ``(3, H, W)`` RGB: ``uint8`` samples with ``native``, else float32 in [0, 1], widened
+    on the GPU. Colours are NPP's BT.709 limited-range conversion with its own chroma upsampling, so they are
+    within a few levels of the ffmpeg path's (zimg, bicubic chroma), not equal to them: the option that selects
+    this reader says so. Only sources :func:`nvdec_problem` accepts.
+
+    Args:
+        path: the video file.
+        info: its probe result.
+        start: first frame to return (0-based index in the file); frame exact.
+        end: frame index to stop before, None for the end of the file.
+        device: a CUDA device.
+        native: hand frames over as ``uint8`` samples.
+        chunk: frames decoded per call into torchcodec.
+
+    Raises:
+        MediaError: the source or the machine cannot do it (no torchcodec, no CUDA decoder in its FFmpeg, a frame
+            count torchcodec and the probe disagree on...), in one line.
+    """
+
+    def __init__(self, path: str, info: MediaInfo, *, start: int = 0, end: int | None = None,
+                 device: str | torch.device = "cuda", native: bool = False, chunk: int = 8) -> None:
+        import torch
+
+        self.path = str(path)
+        self.info = info
+        self.native = native
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise MediaError(f"{path}: NVDEC decodes onto a CUDA device, not {self.device}")
+        problem = nvdec_problem(info)
+        if problem is not None:
+            raise MediaError(f"{path}: cannot be decoded with NVDEC: {problem}")
+        assert info.video is not None
+        try:
+            from torchcodec.decoders import VideoDecoder
+        except ImportError:
+            raise MediaError(f"NVDEC decoding needs torchcodec: {TORCHCODEC_HINT}") from None
+        except Exception as e:  # noqa: BLE001 - torchcodec raises when the FFmpeg libraries it needs are missing
+            raise MediaError(f"torchcodec cannot load: {one_line(str(e), 300)}") from e
+        try:
+            self._decoder = VideoDecoder(self.path, stream_index=info.video_index, device=str(self.device),
+                                         seek_mode="exact", dimension_order="NCHW")
+            meta = self._decoder.metadata
+            count = meta.num_frames
+            size = (meta.width, meta.height)
+        except Exception as e:  # noqa: BLE001 - any failure to open on the GPU is reported in one line
+            raise MediaError(f"{path}: torchcodec cannot decode it on {self.device}: {one_line(str(e), 300)} (NVDEC "
+                             "needs torchcodec's CUDA build and system FFmpeg libraries built with CUDA)") from e
+        video = info.video
+        if size != (video.width, video.height):
+            raise MediaError(f"{path}: torchcodec decodes {size[0]}x{size[1]} frames, the probe says "
+                             f"{video.width}x{video.height}; use the ffmpeg path")
+        total = video.frames if video.frames is not None else count
+        if count is not None and total != count:
+            raise MediaError(f"{path}: torchcodec counts {count} frames, the probe {total}; use the ffmpeg path")
+        if total is None:
+            raise MediaError(f"{path}: the frame count is unknown; use the ffmpeg path")
+        if start < 0 or start >= total:
+            raise MediaError(f"{path}: start frame {start} is outside the video's {total} frames")
+        if end is not None and end <= start:
+            raise MediaError(f"{path}: end frame {end} must be greater than start frame {start}")
+        self.start = start
+        self.end = total if end is None else min(end, total)
+        self.stream: StreamInfo = video.replace(frames=self.end - start)
+        self._chunk = max(1, chunk)
+        self._next = start
+        self._ready: list[torch.Tensor] = []
+        self._start_pts = info.frame_time(start)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __iter__(self) -> NvdecReader:
+        return self
+
+    def __enter__(self) -> NvdecReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __next__(self) -> Frame:
+        if self._next >= self.end:
+            raise StopIteration
+        if not self._ready:
+            stop = min(self._next + self._chunk, self.end)
+            try:
+                batch = self._decoder.get_frames_in_range(start=self._next, stop=stop).data
+            except Exception as e:  # noqa: BLE001
+                raise MediaError(f"{self.path}: NVDEC decoding failed at frame {self._next}: "
+                                 f"{one_line(str(e), 300)}") from e
+            # NCHW views of the decoder's interleaved frames: each becomes a planar frame of its own
+            self._ready = list(batch.unbind(0))
+        data = self._ready.pop(0).contiguous()
+        if not self.native:
+            from diffusify.ops.samples import widen
+
+            data = widen(data)
+        index = self._next
+        self._next += 1
+        pts = self.info.frame_time(index) - self._start_pts
+        return Frame(index - self.start, Fraction(pts), data, {"source_index": index})
+
+    def close(self) -> None:
+        """Release the decoder. Safe to call more than once."""
+        self._ready = []
+        self._next = self.end
+        self._decoder = None

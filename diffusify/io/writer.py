@@ -32,11 +32,12 @@ from diffusify.io.codecs import (
     closest,
     default_pix_fmt,
     hdr10_params,
+    sample_depth,
     writer_problem,
 )
 from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
-from diffusify.io.formats import from_rgb_filter, is_gray_pix_fmt, pix_fmt_bit_depth, planar_rgb_format
+from diffusify.io.formats import from_rgb_filter, is_gray_pix_fmt, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import MediaInfo, probe
@@ -132,7 +133,7 @@ class VideoWriter:
             raise MediaError(f"{self.path}: invalid frame rate {stream.fps}")
         self._alpha = stream.channels == 4
         self.pix_fmt = pix_fmt or default_pix_fmt(codec, stream.bit_depth, alpha=self._alpha)
-        self._high = pix_fmt_bit_depth(self.pix_fmt) > 8
+        self._high = sample_depth(self.pix_fmt) == 16
         # a mask to a gray format goes as one plane: exact, where three equal planes would pass through a luma
         # conversion (swscale's is off by up to 0.4% at 16 bits)
         gray = stream.channels == 1 and is_gray_pix_fmt(self.pix_fmt) and not use_timestamps

@@ -57,3 +57,16 @@ def resize(img: torch.Tensor, height: int, width: int, method: str = "lanczos") 
         down = height < x.shape[-2] or width < x.shape[-1]
         out = F.interpolate(x, size=(height, width), mode=method, align_corners=False, antialias=down)
     return out if batched else out.squeeze(0)
+
+
+def nearest_samples(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``resize(img, height, width, "nearest")`` for a ``(C, H, W)`` tensor of any dtype (native samples included):
+    the same samples picked, since the indices come from the same kernel run on each axis's positions."""
+
+    def picks(n_in: int, n_out: int) -> torch.Tensor:
+        positions = torch.arange(n_in, dtype=torch.float32, device=img.device).view(1, 1, n_in)
+        return F.interpolate(positions, size=n_out, mode="nearest-exact").view(-1).to(torch.int64)
+
+    if (img.shape[-2], img.shape[-1]) == (height, width):
+        return img
+    return img.index_select(-2, picks(img.shape[-2], height)).index_select(-1, picks(img.shape[-1], width))

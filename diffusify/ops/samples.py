@@ -8,17 +8,24 @@ reader would have made). Writers pack native samples straight into their bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the processor base imports this module at validation time, which must not import torch
     import torch
 
-__all__ = ["is_native", "peak", "widen"]
+__all__ = ["LevelTables", "depth", "is_native", "level_table", "lookup", "mix", "mix_table", "narrow", "pair_lookup", "pair_table", "peak",
+           "widen"]
 
 
 def is_native(data: torch.Tensor) -> bool:
     """The tensor holds integer samples (native depth), not float values in [0, 1]."""
     return not data.is_floating_point()
+
+
+def depth(data: torch.Tensor) -> int:
+    """The bits of a native tensor's samples: 8 for ``uint8``, 16 for ``uint16``."""
+    return 8 if data.element_size() == 1 else 16
 
 
 def peak(data: torch.Tensor) -> float:
@@ -31,3 +38,158 @@ def widen(data: torch.Tensor) -> torch.Tensor:
     if data.is_floating_point():
         return data
     return data.float().div_(peak(data))
+
+
+def narrow(data: torch.Tensor, depth: int) -> torch.Tensor:
+    """Float values in [0, 1] to native samples of ``depth`` bits, on the tensor's device: the rule by which
+    writers narrow float frames (:class:`PlanePacker`), so narrowing first changes no output byte.
+
+    Scaled in float32 (half and bfloat16 are widened first: scaled in half, values would move by up to a sixteenth
+    of a level), NaN becomes 0, clamped to the range, rounded half to even.
+
+    Args:
+        data: a float tensor of any shape (native ``uint8``/``uint16`` samples come back as they are).
+        depth: 8 (``uint8``) or 16 (``uint16``).
+
+    Returns:
+        A contiguous tensor of samples, the shape of ``data``.
+    """
+    import torch
+
+    if depth not in (8, 16):
+        raise ValueError(f"depth must be 8 or 16 (got {depth})")
+    if not data.is_floating_point():
+        return data
+    peak = 65535.0 if depth == 16 else 255.0
+    scaled = data.float().mul(peak).nan_to_num_(nan=0.0).clamp_(0.0, peak).round_()
+    return scaled.to(torch.uint16 if depth == 16 else torch.uint8, memory_format=torch.contiguous_format)
+
+
+def level_table(fn: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """The table of a point operation at ``like``'s depth: entry ``i`` is what the float path gives for level ``i``
+    (widened, ``fn`` applied in float32, narrowed as a writer does), so a lookup is bit-identical to that path
+    followed by a writer. ``fn`` maps a ``(C, 1, L)`` float tensor of every level per channel."""
+    import torch
+
+    levels = torch.arange(int(peak(like)) + 1, dtype=torch.int32).to(like.dtype)
+    channels = like.shape[0]
+    grid = widen(levels.expand(channels, 1, -1).contiguous())
+    return narrow(fn(grid), depth(like)).reshape(channels, -1)
+
+
+_CHUNK = 1 << 16  # samples gathered at a time: their int64 indices (512 KiB) stay in the CPU's cache
+
+
+def lookup(data: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[c, data[c]]`` for every sample: a point operation on native samples in one gather.
+
+    Args:
+        data: ``(C, H, W)`` ``uint8``/``uint16`` samples.
+        table: ``(C, L)`` of the same dtype, or ``(1, L)`` for every channel.
+    """
+    import torch
+
+    if data.device.type != "cpu":
+        index = data.to(torch.int64)
+        if table.shape[0] == 1:
+            return table[0][index]
+        return torch.stack([table[c][index[c]] for c in range(data.shape[0])])
+    import numpy as np
+
+    src, tab = data.contiguous().numpy(), table.numpy()
+    out = np.empty_like(src)
+    for c in range(src.shape[0]):
+        _gather(tab[min(c, tab.shape[0] - 1)], out[c].reshape(-1), src[c].reshape(-1))
+    return torch.from_numpy(out)
+
+
+def pair_lookup(a: torch.Tensor, b: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[a * 256 + b]`` for every pair of 8-bit samples: any function of two samples in one gather.
+
+    Args:
+        a, b: ``(C, H, W)`` ``uint8`` samples of one shape.
+        table: ``(65536,)`` ``uint8``, from :func:`pair_table`.
+    """
+    import torch
+
+    if a.device.type != "cpu":
+        return table[(a.to(torch.int64) << 8) | b.to(torch.int64)]
+    out = torch.empty_like(a)
+    _gather(table.numpy(), out.numpy().reshape(-1), a.contiguous().numpy().reshape(-1),
+            b.contiguous().numpy().reshape(-1))
+    return out
+
+
+def _gather(table: Any, out: Any, first: Any, second: Any = None) -> None:
+    """``out = table[first]`` (or ``table[first * 256 + second]``) on flat numpy arrays, a cache-sized chunk at a
+    time: numpy widens a gather's indices to int64 first, which for a whole 1080p frame is a 50 MB array and
+    more time than the gather itself."""
+    import numpy as np
+
+    index = np.empty(min(_CHUNK, first.size), dtype=np.intp)
+    for start in range(0, first.size, _CHUNK):
+        stop = min(first.size, start + _CHUNK)
+        k = index[:stop - start]
+        np.copyto(k, first[start:stop], casting="unsafe")
+        if second is not None:
+            np.left_shift(k, 8, out=k)
+            np.bitwise_or(k, second[start:stop], out=k, casting="unsafe")
+        np.take(table, k, out=out[start:stop], mode="clip")
+
+
+def pair_table(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The table of a function of two 8-bit samples for :func:`pair_lookup`: ``fn`` gets every pair as float64
+    levels (``a``, ``b`` in 0..255) and returns exact levels, rounded here to the nearest (halves away from
+    zero) and clamped."""
+    import torch
+
+    levels = torch.arange(256, dtype=torch.float64)
+    values = fn(levels.repeat_interleave(256), levels.repeat(256))
+    return _round_away(values).clamp_(0, 255).to(torch.uint8)
+
+
+def _round_away(values: torch.Tensor) -> torch.Tensor:
+    return values.abs().add_(0.5).floor_().copysign_(values)
+
+
+def mix_table(weight: float) -> torch.Tensor:
+    """The :func:`pair_table` of :func:`mix` for 8-bit samples (the same levels, halves rounded alike)."""
+    return pair_table(lambda a, b: a + _round_away((b - a) * weight))
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(1 - weight) * a + weight * b`` on native samples of one dtype, rounded to the nearest level (as exact
+    as the float path and its writer: ``a + round(weight * (b - a))``, halves away from zero). 8-bit samples take
+    :func:`pair_lookup` with a :func:`pair_table` where speed matters; this is the arithmetic at any depth."""
+    import torch
+
+    top = int(peak(a))
+    steps = _round_away(torch.arange(-top, top + 1, dtype=torch.float64) * weight)
+    if a.device.type != "cpu":
+        table = steps.to(device=a.device, dtype=torch.int32)
+        wide = a.to(torch.int32)
+        return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
+    import numpy as np
+
+    wide_type = np.int16 if top == 255 else np.int32
+    sa = a.numpy().astype(wide_type)
+    d = b.numpy().astype(wide_type)
+    d -= sa
+    d += top
+    sa += np.take(steps.numpy().astype(wide_type), d)
+    return torch.from_numpy(sa.astype(a.numpy().dtype))
+
+
+class LevelTables:
+    """The :func:`level_table` of one point operation, made once per sample type and device and kept."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.fn = fn
+        self._tables: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def lookup(self, data: torch.Tensor) -> torch.Tensor:
+        """:func:`lookup` of ``data`` in the operation's table at its depth (one table for every channel)."""
+        key = (data.dtype, data.device)
+        if key not in self._tables:
+            self._tables[key] = level_table(self.fn, data[:1])
+        return lookup(data, self._tables[key])

@@ -10,6 +10,7 @@ the bookkeeping around them: device moves, timing and contract checks.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,7 @@ from diffusify.ops.samples import widen as widen_samples
 
 if TYPE_CHECKING:
     import threading
+    from contextlib import AbstractContextManager
 
     import torch
 
@@ -190,6 +192,21 @@ class RunOptions:
     keep: tuple[Fraction, Fraction | None] | None = None
 
 
+@dataclass(frozen=True)
+class HostOutput:
+    """How a replica on a GPU hands its frames to consumers that all run on the CPU: it copies them back itself,
+    asynchronously into page-locked memory on its own stream, and waits for the copies before handing the frames
+    on (the executor decides, see :attr:`Processor.host_output`).
+
+    Attributes:
+        depth: narrow float frames on the GPU to native samples of this many bits (8 or 16) first, by the rule
+            every consumer would apply itself (see :meth:`Processor.sample_depth`), so that 1 or 2 bytes a sample
+            cross the bus instead of 4 and the output bytes stay the same; None copies the frames as they are.
+    """
+
+    depth: int | None = None
+
+
 @dataclass
 class SinkResult:
     """What a sink reports when it finishes: the file it wrote, how many frames, and warnings for the user."""
@@ -342,6 +359,13 @@ class Processor:
         # what a long-running node is doing inside a frame, for progress events (a generator's
         # {"step", "steps", "shot", "shots"}); None when it has nothing to say
         self.status: dict[str, int] | None = None
+        # one-line facts about how this replica runs (the precision, the batch it chose, a decoder's fallback),
+        # for the run summary
+        self.notes: list[str] = []
+        # set by the executor before setup: this replica's own CUDA stream (see use_cuda_stream) and how it hands
+        # frames to consumers on the CPU (see HostOutput)
+        self.cuda_stream: Any = None
+        self.host_output: HostOutput | None = None
 
     # ---- declarations read by the engine -------------------------------------------------------------------
     @classmethod
@@ -405,6 +429,13 @@ class Processor:
             and not cls.is_source()
 
     @classmethod
+    def native_for(cls, params: Any) -> bool:
+        """Whether the node, with these parameters, passes native samples on as native samples (its own exact
+        integer path), so the plan counts it as widening nothing. Default: ``native``. A native processor whose
+        parameters need float (a colour change that mixes channels) widens in ``_process`` and says False here."""
+        return cls.native
+
+    @classmethod
     def infer_stream(cls, params: Any, inputs: Mapping[str, StreamInfo], ctx: PlanContext) -> StreamInfo | None:
         """The output stream given the input streams. Default: same as the only input.
 
@@ -443,13 +474,48 @@ class Processor:
         return 0
 
     @classmethod
+    def sample_depth(cls, params: Any, inputs: Mapping[str, StreamInfo]) -> int | None:
+        """For sinks: the depth (8 or 16 bits) of the native samples the frames of the ``input`` port are packed
+        into, when a float frame narrowed to that depth beforehand (by :func:`diffusify.io.pixels.narrow`'s rule)
+        gives exactly the bytes the sink would make itself; None (the default) when it takes frames as they come.
+
+        A producer on a GPU whose consumers are all such sinks, at one depth, narrows there before the download.
+        """
+        return None
+
+    @classmethod
     def gpu_memory(cls, params: Any, inputs: Mapping[str, StreamInfo], output: StreamInfo | None) -> int:
         """Bytes of GPU memory one replica needs when placed on a GPU (weights and activations).
 
         Default: the working memory estimate. The plan checks that every GPU holds what is placed on it."""
         return cls.memory_estimate(params, inputs, output)
 
+    @property
+    def batch_size(self) -> int:
+        """Work items per call: the ``batch`` parameter of a batching processor (a processor whose batch is chosen
+        at setup, such as ``auto``, says what it chose once set up), else 1."""
+        batch = getattr(self.params, "batch", 1) if self.batching else 1
+        return batch if isinstance(batch, int) and not isinstance(batch, bool) else 1
+
     # ---- lifecycle -------------------------------------------------------------------------------------------
+    def use_cuda_stream(self) -> None:
+        """Give this replica a CUDA stream of its own when its device is a CUDA device (the executor calls this
+        before setup, for neural nodes): its setup, steps and copies then run there, so replicas sharing a GPU
+        overlap one's copies with the other's kernels. Elsewhere nothing changes."""
+        dev = self._torch_device()
+        if dev.type == "cuda" and self.cuda_stream is None:
+            import torch
+
+            self.cuda_stream = torch.cuda.Stream(device=dev)
+
+    def on_cuda_stream(self) -> AbstractContextManager[Any]:
+        """A context in which this replica's work goes to its own CUDA stream (a no-op without one)."""
+        if self.cuda_stream is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.cuda.stream(self.cuda_stream)
+
     def setup(self) -> None:
         """Load models and open files. Runs in the worker thread, once per replica, before the first frame."""
 
@@ -467,18 +533,21 @@ class Processor:
 
         start = time.perf_counter()
         dev = self._torch_device()
-        with torch.inference_mode():
-            if isinstance(item, Window):
-                item = _window_on_device(item, dev, widen=not self.native)
-                out = self._process_window(item)
-                like = item.center
-            else:
-                item = _on_device(item, dev, widen=not self.native)
-                out = self._process(item)
-                like = item
-        frames = self._frames_of(out, like)
-        if self.widen_output:
-            frames = [f.with_data(widen_samples(f.data)) for f in frames]
+        with self.on_cuda_stream():
+            with torch.inference_mode():
+                self._follow_producers(dev)
+                if isinstance(item, Window):
+                    item = _window_on_device(item, dev, widen=not self.native)
+                    out = self._process_window(item)
+                    like = item.center
+                else:
+                    item = _on_device(item, dev, widen=not self.native)
+                    out = self._process(item)
+                    like = item
+            frames = self._frames_of(out, like)
+            if self.widen_output:
+                frames = [f.with_data(widen_samples(f.data)) for f in frames]
+            frames = self._hand_over([frames], dev)[0]
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += 1
         return frames
@@ -491,15 +560,18 @@ class Processor:
             return [self.push(b) for b in items]
         start = time.perf_counter()
         dev = self._torch_device()
-        with torch.inference_mode():
-            moved = [_on_device(b, dev, widen=not self.native) for b in items]
-            outs = self._process_batch(moved)
-        if len(outs) != len(items):
-            raise ValueError(f"{type(self).__name__}._process_batch returned {len(outs)} results for "
-                             f"{len(items)} inputs")
-        result = [self._frames_of(o, b) for b, o in zip(moved, outs, strict=True)]
-        if self.widen_output:
-            result = [[f.with_data(widen_samples(f.data)) for f in fs] for fs in result]
+        with self.on_cuda_stream():
+            with torch.inference_mode():
+                self._follow_producers(dev)
+                moved = [_on_device(b, dev, widen=not self.native) for b in items]
+                outs = self._process_batch(moved)
+            if len(outs) != len(items):
+                raise ValueError(f"{type(self).__name__}._process_batch returned {len(outs)} results for "
+                                 f"{len(items)} inputs")
+            result = [self._frames_of(o, b) for b, o in zip(moved, outs, strict=True)]
+            if self.widen_output:
+                result = [[f.with_data(widen_samples(f.data)) for f in fs] for fs in result]
+            result = self._hand_over(result, dev)
         self.busy_seconds += time.perf_counter() - start
         self.frames_done += len(items)
         return result
@@ -508,9 +580,34 @@ class Processor:
         """The frames the processor still holds at the end of its input (called once per replica)."""
         import torch
 
-        with torch.inference_mode():
-            out = self._flush()
-        return self._frames_of(out, None)
+        with self.on_cuda_stream():
+            with torch.inference_mode():
+                out = self._flush()
+            return self._hand_over([self._frames_of(out, None)], self._torch_device())[0]
+
+    def _follow_producers(self, dev: torch.device) -> None:
+        """On a stream of its own, a replica first waits (on the GPU, not the CPU) for the work queued on the
+        device's default stream, where producers without a stream of their own (a decoder's upload, light nodes)
+        made its inputs. Producers with a stream of their own have finished theirs before handing frames on."""
+        if self.cuda_stream is not None:
+            import torch
+
+            torch.cuda.current_stream(dev).wait_stream(torch.cuda.default_stream(dev))
+
+    def _hand_over(self, sets: list[list[Frame]], dev: torch.device) -> list[list[Frame]]:
+        """The frames as consumers may take them: copied back to page-locked host memory (narrowed first) when
+        :attr:`host_output` says so, and the replica's queued work finished when it runs on a stream of its own
+        or copied back, so that a consumer on any stream, or on the CPU, reads complete data. One wait per call.
+        """
+        handoff = self.host_output
+        if handoff is not None:
+            sets = [[f.with_data(_to_host(f.data, handoff.depth)) for f in fs] for fs in sets]
+        if dev.type == "cuda" and (self.cuda_stream is not None or handoff is not None):
+            import torch
+
+            # a wrong asynchronous copy would hand over a frame still being written: wait for all of them here
+            torch.cuda.current_stream(dev).synchronize()
+        return sets
 
     def _process(self, frames: Mapping[str, Frame]) -> Output:
         """One frame set (port -> frame) in; a tensor, a :class:`Frame`, a list of them, or None out."""
@@ -578,13 +675,39 @@ class Processor:
         return SinkResult(None, self.frames_done)
 
 
+def _to_host(data: torch.Tensor, depth: int | None) -> torch.Tensor:
+    """A frame's tensor narrowed to ``depth``-bit samples (float only; None keeps it) and, from a GPU, copied into
+    fresh page-locked host memory without waiting: the caller waits for the stream before anyone reads it. Torch's
+    host allocator recycles that memory only after the copy has run."""
+    if depth is not None and data.is_floating_point():
+        from diffusify.ops.samples import narrow
+
+        data = narrow(data, depth)
+    if not data.is_cuda:
+        return data
+    import torch
+
+    host = torch.empty(data.shape, dtype=data.dtype, pin_memory=True)
+    host.copy_(data, non_blocking=True)
+    return host
+
+
 def _on_device(frames: Mapping[str, Frame], dev: torch.device, *, widen: bool = True) -> dict[str, Frame]:
     """The frames with their tensors on ``dev``, native samples widened to float32 there (unless ``widen`` is
-    False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels); a copy back
-    to the CPU waits for its data, since the CPU reads it at once."""
+    False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels; from
+    page-locked memory without blocking); a copy back to the CPU waits for its data, since the CPU reads it at
+    once. A tensor on the GPU already is marked as used by the current stream: it may have been made on another
+    one (another replica's, or the default stream), and the caching allocator must not give its memory back to
+    that stream before this consumer's queued work on it has run."""
     out = {}
     for p, f in frames.items():
-        data = f.data if f.data.device == dev else f.data.to(dev, non_blocking=dev.type == "cuda")
+        data = f.data
+        if data.device != dev:
+            data = data.to(dev, non_blocking=dev.type == "cuda")
+        elif data.is_cuda:
+            import torch
+
+            data.record_stream(torch.cuda.current_stream(dev))
         if widen and is_native(data):
             data = widen_samples(data)
         out[p] = f if data is f.data else f.with_data(data)

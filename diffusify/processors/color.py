@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from diffusify.core.frame import Frame
+    from diffusify.ops.samples import LevelTables
 
 
 class ColorParams(Params):
@@ -25,15 +27,39 @@ class ColorParams(Params):
 class Color(Processor):
     """Adjust brightness, contrast, saturation and gamma.
 
-    Input and output: ``(3, H, W)`` float32 in [0, 1] on the node's device (output clamped to [0, 1]).
+    Input and output: ``(3, H, W)`` float32 in [0, 1] on the node's device (output clamped to [0, 1]), or native
+    samples: then, unless saturation mixes the channels, the output stays native, each sample looked up in a
+    table of every level made with the float path itself (bit-identical to the float path and a writer's
+    rounding, at a fraction of its cost: one gather instead of widening, four float passes and narrowing).
     """
 
     type_name = "color"
     Params = ColorParams
+    native = True
+
+    @classmethod
+    def native_for(cls, params: ColorParams) -> bool:
+        return params.saturation == 1.0
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        p = self.params
+        from diffusify.ops.samples import is_native, widen
+
         x = frames["input"].data
+        if is_native(x):
+            if self.native_for(self.params) or x.shape[0] == 1:
+                return self._tables.lookup(x)
+            x = widen(x)
+        return self._adjust(x)
+
+    @cached_property
+    def _tables(self) -> LevelTables:
+        from diffusify.ops.samples import LevelTables
+
+        return LevelTables(self._adjust)
+
+    def _adjust(self, x: torch.Tensor) -> torch.Tensor:
+        """The float path: ``x`` is read-only, the result a new tensor clamped to [0, 1]."""
+        p = self.params
         # (x - 0.5) * contrast + 0.5 + brightness as one scale and one offset: the input is shared (read-only),
         # so the first pass allocates the output and every later pass works in place on it (a 1080p frame is
         # 25 MB; each pass saved is about 1.5 ms on one CPU thread)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from diffusify.core.frame import Frame
+    from diffusify.ops.samples import LevelTables
 
 
 def _fps(s: StreamInfo) -> str:
@@ -129,15 +131,34 @@ class _PairMerge(Processor):
 class Blend(_PairMerge):
     """Weighted mix of two streams of the same size: ``(1 - weight) * a + weight * b``.
 
-    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
+    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape. Native
+    samples of one depth stay native: ``a + round(weight * (b - a))``, the nearest level to the exact mix (what
+    the float path and a writer's rounding give, up to float error at a half level); for 8-bit samples looked up
+    in a table of every pair (one gather).
     """
 
     type_name = "compose.blend"
     Params = BlendParams
+    native = True
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+        import torch
+
+        from diffusify.ops.samples import mix, pair_lookup, widen
+
         a, b = frames["a"].data, frames["b"].data
+        if a.dtype == b.dtype == torch.uint8:
+            return pair_lookup(a, b, self._table)
+        if a.dtype == b.dtype and not a.is_floating_point():
+            return mix(a, b, self.params.weight)
+        a, b = widen(a), widen(b)
         return a.lerp(b.to(a.dtype), self.params.weight)
+
+    @cached_property
+    def _table(self) -> torch.Tensor:
+        from diffusify.ops.samples import mix_table
+
+        return mix_table(self.params.weight)
 
 
 class DiffParams(Params):
@@ -147,14 +168,39 @@ class DiffParams(Params):
 class Diff(_PairMerge):
     """Absolute difference of two streams, amplified: ``min(1, gain * |a - b|)``.
 
-    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape.
+    Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape. Native
+    samples of one depth stay native, the nearest level to the exact value: 8-bit ones looked up in a table of
+    every pair, 16-bit ones ``|a - b|`` in integers, then in a table of every difference.
     """
 
     type_name = "compose.diff"
     Params = DiffParams
+    native = True
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        return ((frames["a"].data - frames["b"].data).abs_() * self.params.gain).clamp_(0, 1)
+        import torch
+
+        from diffusify.ops.samples import pair_lookup, widen
+
+        a, b = frames["a"].data, frames["b"].data
+        if a.dtype == b.dtype == torch.uint8:
+            return pair_lookup(a, b, self._pair)
+        if a.dtype == b.dtype and not a.is_floating_point():
+            return self._tables.lookup((a.to(torch.int32) - b.to(torch.int32)).abs_().to(a.dtype))
+        a, b = widen(a), widen(b)
+        return ((a - b).abs_() * self.params.gain).clamp_(0, 1)
+
+    @cached_property
+    def _pair(self) -> torch.Tensor:
+        from diffusify.ops.samples import pair_table
+
+        return pair_table(lambda a, b: (a - b).abs_() * self.params.gain)
+
+    @cached_property
+    def _tables(self) -> LevelTables:
+        from diffusify.ops.samples import LevelTables
+
+        return LevelTables(lambda t: (t * self.params.gain).clamp_(0, 1))
 
 
 class MaskCompositeParams(Params):

@@ -67,10 +67,12 @@ def _target(p: ResizeParams, w: int, h: int) -> tuple[int, int]:
 class Resize(Processor):
     """Resize frames by a scale factor or to a target size.
 
-    Input and output: ``(C, H, W)`` float32 in [0, 1] on the node's device.
+    Input and output: ``(C, H, W)`` float32 in [0, 1] on the node's device. With ``method: nearest`` native
+    samples stay native (each output sample a copy of one input sample: exact).
     """
 
     type_name = "resize"
+    native = True
     Params = ResizeParams
     inputs = (Port("input", "any"),)  # video or mask: the kind goes through
 
@@ -81,12 +83,20 @@ class Resize(Processor):
         w, h = _target(params, src.width, src.height)
         return src.replace(width=w, height=h)
 
+    @classmethod
+    def native_for(cls, params: ResizeParams) -> bool:
+        return params.method == "nearest"
+
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        from diffusify.ops.resample import resize
+        from diffusify.ops.resample import nearest_samples, resize
+        from diffusify.ops.samples import is_native, widen
 
         out = self.output_stream
         assert out is not None
-        return resize(frames["input"].data, out.height, out.width, self.params.method).clamp_(0, 1)
+        x = frames["input"].data
+        if is_native(x) and self.params.method == "nearest":
+            return nearest_samples(x, out.height, out.width)
+        return resize(widen(x), out.height, out.width, self.params.method).clamp_(0, 1)
 
 
 class CropParams(Params):

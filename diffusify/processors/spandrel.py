@@ -11,9 +11,9 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from diffusify.core.errors import one_line
 from diffusify.core.stream import StreamInfo
@@ -28,6 +28,16 @@ _LOAD_LOCK = threading.Lock()
 _META_CACHE: dict[tuple[str, float, int], dict[str, Any]] = {}
 
 
+def _check_batch(v: object) -> object:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64):
+        return v
+    raise ValueError(f"must be auto or a whole number from 1 to 64 (got {v!r})")
+
+
+Batch = Annotated[Literal["auto"] | int, BeforeValidator(_check_batch), WithJsonSchema(
+    {"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": 64}]})]
+
+
 class SpandrelParams(Params):
     model: ModelRef = Field(description="Model file (.pth/.safetensors/.ckpt) or a name from weights/models.yaml.")
     tile: Literal["auto", "none"] | int = Field(
@@ -40,9 +50,14 @@ class SpandrelParams(Params):
         "auto", description="auto: fp16 on CUDA where the model supports it, else fp32.")
     channels_last: Literal["auto"] | bool = Field(
         "auto", description="The channels-last memory format: auto times both layouts at setup on this machine (a "
-                            "few model calls on a small input) and keeps the faster; true or false forces one.")
-    batch: int = Field(1, ge=1, le=64, description="Frames per model call.")
-    compile: bool = Field(False, description="torch.compile the model (slow first frames, faster after).")
+                            "few model calls on a small input, up to 512x512 on a GPU) and keeps the faster; true "
+                            "or false forces one.")
+    batch: Batch = Field(
+        1, description="Frames per model call, or auto: on a GPU the largest batch up to 8 whose working memory "
+                        "(measured with one call on a whole frame at setup) fits half the free memory; 1 on the "
+                        "CPU.")
+    compile: bool = Field(False, description="torch.compile the model at setup, for the stream's frame size and "
+                                             "batch (tens of seconds before the first frame, faster after).")
     border: int = Field(10, ge=0, le=128, description="Reflect-pad the frame by this much before the model and "
                                                       "crop after (avoids dark or smeared borders).")
 
@@ -199,6 +214,19 @@ def load_descriptor(path: str, device: str) -> Any:
     return desc.eval()
 
 
+AUTO_BATCH_MOST = 8
+AUTO_BATCH_SHARE = 0.5
+
+
+def fit_batch(per_frame: float, available: float, *, share: float = AUTO_BATCH_SHARE,
+              most: int = AUTO_BATCH_MOST) -> int:
+    """``batch: auto``: the largest batch in ``1..most`` whose working memory (``per_frame`` bytes a frame, as
+    measured) fits in ``share`` of ``available`` bytes; 1 when not even one frame does (tiling then copes)."""
+    if per_frame <= 0:
+        return most
+    return max(1, min(most, int(available * share // per_frame)))
+
+
 class OutOfMemory(Exception):
     """The model ran out of device memory at the current tile size."""
 
@@ -236,7 +264,7 @@ class SpandrelProcessor(Processor):
             return weights
         tile = params.tile if isinstance(params.tile, int) else (512 if params.tile == "auto" else None)
         h, w = (min(tile, src.height), min(tile, src.width)) if tile else (src.height, src.width)
-        area = h * w * params.batch
+        area = h * w * (params.batch if isinstance(params.batch, int) else 1)  # auto takes what is free
         scale = float(meta["scale"]) * float(meta.get("post_scale") or 1)
         features = area * 64 * 4 * 4
         out = int(area * scale * scale * 3 * 4 * 2)
@@ -246,6 +274,11 @@ class SpandrelProcessor(Processor):
     def paths(cls, params: SpandrelParams) -> tuple[list[str], list[str]]:
         return ([params.model] if os.path.exists(params.model) else []), []
 
+    @property
+    def batch_size(self) -> int:
+        """The frames per model call: the ``batch`` parameter, or what ``auto`` chose at setup."""
+        return getattr(self, "_batch", None) or (self.params.batch if isinstance(self.params.batch, int) else 1)
+
     def setup(self) -> None:
         import torch
 
@@ -254,6 +287,12 @@ class SpandrelProcessor(Processor):
         self.meta = model_meta(self.model_path)
         desc = load_descriptor(self.model_path, "cpu")
         dev = self._torch_device()
+        notes: list[str] = []
+        if dev.type == "cuda":
+            # every frame of a stream has one size (and every tile one size): cuDNN's autotuner times its kernels
+            # once per shape, in the warm-up below, and keeps the fastest. A process-wide switch, set once.
+            torch.backends.cudnn.benchmark = True
+            notes.append("cuDNN autotuning")
         self.dtype = self._pick_dtype(desc, dev)
         desc.to(dev)
         if self.dtype != torch.float32:
@@ -263,14 +302,24 @@ class SpandrelProcessor(Processor):
         self.channels_last = self._faster_layout() if p.channels_last == "auto" else bool(p.channels_last)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        if p.compile:
-            self.net = torch.compile(self.net)
         self.tile: int | None = None if p.tile == "none" else (p.tile if isinstance(p.tile, int) else None)
         if p.tile == "auto":
             self.tile = self._auto_tile()
+        self._batch = p.batch if isinstance(p.batch, int) else self._auto_batch(notes)
+        started = time.perf_counter()
+        if p.compile:
+            # static shapes: compiled for the stream's frame size and this batch in the warm-up below; short
+            # batches (the stream's tail) are padded to it, so no frame waits for a recompilation
+            self.net = torch.compile(self.net, dynamic=False)
         # one call before the first frame: kernel selection, allocator pools and (with compile) the compilation
         # happen in setup, not in the first frame's latency
         self._warm_up()
+        if p.compile:
+            notes.append(f"compiled in {time.perf_counter() - started:.1f} s")
+        name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        layout = ", channels_last" if self.channels_last else ""
+        tile = f", tiles of {self.tile}" if self.tile else ""
+        self.notes.append(f"{name}{layout}{tile}, batch {self._batch}" + "".join(f", {n}" for n in notes))
 
     def _pick_dtype(self, desc: Any, dev: torch.device) -> torch.dtype:
         import torch
@@ -309,17 +358,48 @@ class SpandrelProcessor(Processor):
             return None
         return max(self.params.min_tile, side // 32 * 32)
 
+    def _auto_batch(self, notes: list[str]) -> int:
+        """``batch: auto``: on a GPU, the working memory of one frame measured with one call on a whole frame (as
+        the frames will run: padded, tiled when tiles are set), then :func:`fit_batch` of what the device has
+        free (the allocator's cached blocks included); 1 on the CPU, where batching gains nothing."""
+        import torch
+
+        dev = self._torch_device()
+        if dev.type != "cuda":
+            return 1
+        src = self.input_streams["input"]
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        x = torch.rand(1, self.meta["in_channels"], src.height, src.width, device=dev)
+        with torch.inference_mode():
+            self._infer(x)
+        torch.cuda.synchronize(dev)
+        per_frame = torch.cuda.max_memory_allocated(dev) - base
+        del x
+        free, _ = torch.cuda.mem_get_info(dev)
+        available = free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        batch = fit_batch(per_frame, available)
+        notes.append(f"batch auto: {per_frame / 2**20:.0f} MiB a frame, {available / 2**30:.1f} GiB free")
+        return batch
+
     def _faster_layout(self) -> bool:
         """Whether channels-last runs the model faster here: each layout timed (best of 2, after a warm-up call)
-        on a small input of the model's kind. Measured, because it depends on the machine and the model
-        (1.24x faster for the bundled Compact model on a 2-core CPU; on GPUs usually with fp16)."""
+        on an input of the model's kind: small on a CPU, up to 512x512 of the frame's size on a GPU (a small
+        input there times the kernel launches, not the kernels). Measured, because it depends on the machine and
+        the model (1.24x faster for the bundled Compact model on a 2-core CPU; on GPUs usually with fp16)."""
         import torch
 
         m = self.meta
+        src = self.input_streams["input"]
         step = max(8, m["multiple_of"], m["minimum"])
-        side = max(step, min(96, self.input_streams["input"].height, self.input_streams["input"].width) // step * step)
         dev = self._torch_device()
-        x = torch.rand(1, m["in_channels"], side, side, device=dev, dtype=self.dtype)
+        if dev.type == "cuda":
+            h = max(step, min(512, src.height) // step * step)
+            w = max(step, min(512, src.width) // step * step)
+        else:
+            h = w = max(step, min(96, src.height, src.width) // step * step)
+        x = torch.rand(1, m["in_channels"], h, w, device=dev, dtype=self.dtype)
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         best: dict[bool, float] = {}
         with torch.inference_mode():
@@ -339,11 +419,18 @@ class SpandrelProcessor(Processor):
         return best[True] < best[False]
 
     def _warm_up(self) -> None:
+        """One call before the first frame. On a GPU, and when compiled, on input of exactly the frames' shape
+        (the batch, the whole frame: the same padding and tiles), so that nothing is autotuned or compiled again
+        when they come; on a CPU on one tile's worth, which primes the allocator just as well."""
         import torch
 
         src = self.input_streams["input"]
-        x = torch.rand(self.params.batch, self.meta["in_channels"], min(src.height, self.tile or src.height),
-                       min(src.width, self.tile or src.width), device=self._torch_device(), dtype=torch.float32)
+        dev = self._torch_device()
+        if dev.type == "cuda" or self.params.compile:
+            h, w = src.height, src.width
+        else:
+            h, w = min(src.height, self.tile or src.height), min(src.width, self.tile or src.width)
+        x = torch.rand(self._batch, self.meta["in_channels"], h, w, device=dev, dtype=torch.float32)
         with torch.inference_mode():
             self._infer(x)
 
@@ -421,11 +508,15 @@ class SpandrelProcessor(Processor):
         import torch.nn.functional as F
 
         x = torch.stack([f["input"].data for f in batch])
+        count = x.shape[0]
+        if self.params.compile and count < self._batch:
+            # the compiled model takes the batch it was compiled for: repeat the last frame, drop its outputs
+            x = torch.cat([x, x[-1:].expand(self._batch - count, *x.shape[1:])])
         x, alpha = self._adapt_channels(x)
         y = self._infer(x)
         if alpha is not None:
             y = torch.cat([y, F.interpolate(alpha, size=y.shape[-2:], mode="bilinear", align_corners=False)], 1)
-        return list(y.unbind(0))
+        return list(y[:count].unbind(0))
 
     def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
         return self._process_batch([frames])[0]

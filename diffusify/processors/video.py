@@ -30,7 +30,7 @@ from diffusify.processors.base import (
 if TYPE_CHECKING:
     from diffusify.core.frame import Frame
 
-CODECS = ("libx264", "libx265", "libsvtav1", "prores_ks", "ffv1", "h264_nvenc", "hevc_nvenc", "av1_nvenc")
+CODECS = ("libx264", "libx265", "libsvtav1", "prores_ks", "ffv1", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "auto")
 
 
 class VideoReadParams(Params):
@@ -43,6 +43,13 @@ class VideoReadParams(Params):
         "auto", description="auto: deinterlace (bwdif, one frame per frame) the frames of a source flagged "
                             "interlaced; on: every frame (sources flagged progressive by mistake); off: keep the "
                             "woven fields.")
+    decode: Literal["cpu", "auto", "nvdec"] = Field(
+        "cpu", description="Where frames are decoded. cpu: the ffmpeg pipe (exact colour conversion). nvdec: the "
+                           "GPU's video decoder through torchcodec (the gpu extra), frames landing on the GPU as "
+                           "8-bit samples; for 8-bit 4:2:0 video tagged BT.709 limited range, upright and "
+                           "progressive, whose consumers run on one CUDA device. Its colours are NPP's conversion: "
+                           "within a few levels of the cpu path's, not equal. auto: nvdec where all of that holds, "
+                           "else cpu (the run summary's notes say which).")
 
 
 def _probe(path: str):
@@ -100,6 +107,11 @@ class VideoRead(Processor):
     inputs = ()
     temporal = Temporal.ORDERED
     resources = Resources(device="cpu", max_replicas=1)
+    extra = "gpu"
+
+    @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        return ("torchcodec",) if params is not None and params.decode == "nvdec" else ()
 
     @classmethod
     def infer_stream(cls, params: VideoReadParams, inputs: Mapping[str, StreamInfo],
@@ -122,6 +134,13 @@ class VideoRead(Processor):
             ctx.warn(f"{params.path} is interlaced ({shown} field first) and deinterlace is off: its frames go "
                      "through as woven fields, which resizing and models smear", param="deinterlace")
         _warn_if_truncated(info, params.path, ctx)
+        if params.decode == "nvdec":
+            from diffusify.io.reader import nvdec_problem
+
+            problem = nvdec_problem(info, high_bit_depth=params.high_bit_depth, deinterlace=params.deinterlace)
+            if problem is not None:
+                raise StreamError(f"decode: nvdec cannot decode {params.path}: {problem}; use decode: cpu, or "
+                                  "auto (nvdec where it can)", param="decode")
         if ctx.max_frames is not None:
             frames = ctx.max_frames if frames is None else min(frames, ctx.max_frames)
         return info.video.replace(frames=frames, origin=_origin(ctx.node, params.path, info, first, frames))
@@ -139,9 +158,45 @@ class VideoRead(Processor):
         segment = self.options.segment
         first = segment.clip(self.params.start, self.params.end)[0] if segment else self.params.start
         end = None if frames is None else first + frames
-        self._reader = VideoReader(self.params.path, self.media, start=first, end=end,
-                                   high_bit_depth=self.params.high_bit_depth, device=self.output_device,
-                                   deinterlace=self.params.deinterlace, native=not self.widen_output)
+        self._reader: Any = None
+        if self.params.decode != "cpu":
+            self._reader = self._nvdec_reader(first, end)
+        if self._reader is None:
+            self._reader = VideoReader(self.params.path, self.media, start=first, end=end,
+                                       high_bit_depth=self.params.high_bit_depth, device=self.output_device,
+                                       deinterlace=self.params.deinterlace, native=not self.widen_output)
+
+    def _nvdec_reader(self, first: int, end: int | None) -> Any:
+        """The NVDEC reader for ``decode: nvdec`` (or a one-line error saying why it cannot be), or for ``auto``
+        where it can be (None, with a note saying why not, where it cannot)."""
+        import importlib.util
+
+        from diffusify.io.errors import MediaError
+        from diffusify.io.reader import TORCHCODEC_HINT, NvdecReader, nvdec_problem
+
+        p = self.params
+        if not str(self.output_device).startswith("cuda"):
+            why = (f"its consumers run on {self.output_device}, and NVDEC frames land on a GPU (give them one CUDA "
+                   "device)")
+        elif importlib.util.find_spec("torchcodec") is None:
+            why = f"torchcodec is not installed ({TORCHCODEC_HINT})"
+        else:
+            why = nvdec_problem(self.media, high_bit_depth=p.high_bit_depth, deinterlace=p.deinterlace)
+        if why is None:
+            try:
+                reader = NvdecReader(p.path, self.media, start=first, end=end, device=self.output_device,
+                                     native=not self.widen_output)
+            except MediaError as e:
+                if p.decode == "nvdec":
+                    raise
+                why = str(e)
+            else:
+                self.notes.append(f"decode {p.decode}: NVDEC on {self.output_device} (torchcodec)")
+                return reader
+        if p.decode == "nvdec":
+            raise MediaError(f"decode: nvdec cannot be used: {why}")
+        self.notes.append(f"decode auto: the ffmpeg pipe, since {why}")
+        return None
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:
@@ -157,7 +212,10 @@ class VideoRead(Processor):
 
 class VideoWriteParams(Params):
     path: OutputPath = Field(description="Output file; the container follows the extension (.mkv, .mp4, .mov).")
-    codec: Literal[CODECS] = Field("libx264", description="Encoder preset.")  # type: ignore[valid-type]
+    codec: Literal[CODECS] = Field(  # type: ignore[valid-type]
+        "libx264", description="Encoder preset. auto: NVENC (h264_nvenc; hevc_nvenc above 8 bits) where it opens "
+                               "on the machine that runs it, else libx264 on all cores (data-centre GPUs such as "
+                               "the H100 have no NVENC); takes no preset or pix_fmt.")
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better); empty = codec default.")
     bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$",
                                 description="Target bitrate such as 8M (instead of crf).")
@@ -168,6 +226,13 @@ class VideoWriteParams(Params):
         None, description="Source node whose audio, subtitles, attachments, chapters and metadata are copied; "
                           "empty = the graph's only video source; 'none' copies nothing.")
     overwrite: bool = Field(False, description="Replace an existing file (also --overwrite on the command line).")
+
+
+def _codec(params: VideoWriteParams, stream: StreamInfo | None) -> str:
+    """The encoder the writer runs (``auto`` resolved for this machine and the stream's depth)."""
+    from diffusify.io.codecs import resolve_codec
+
+    return resolve_codec(params.codec, stream.bit_depth if stream else 8)[0]
 
 
 class VideoWrite(Processor):
@@ -198,9 +263,15 @@ class VideoWrite(Processor):
         if stream is not None and stream.channels not in (1, 3):
             raise StreamError(f"video.write takes RGB or gray frames, got {stream.channels} channels")
         stream = with_alpha(stream, inputs.get("alpha"))
-        from diffusify.io.codecs import writer_problems
+        from diffusify.io.codecs import AUTO, writer_problems
 
-        problems = writer_problems(params.codec, os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
+        if params.codec == AUTO:
+            for name in ("preset", "pix_fmt"):
+                if getattr(params, name) is not None:
+                    raise StreamError(f"codec auto chooses the encoder on the machine that runs it, and encoders "
+                                      f"take different values of {name}: leave {name} empty, or name the codec",
+                                      param=name)
+        problems = writer_problems(_codec(params, stream), os.path.splitext(params.path)[1], pix_fmt=params.pix_fmt,
                                    preset=params.preset, crf=params.crf, stream=stream,
                                    vfr=bool(stream and stream.vfr))
         for param, message in problems[1:]:
@@ -212,6 +283,17 @@ class VideoWrite(Processor):
     @classmethod
     def paths(cls, params: VideoWriteParams) -> tuple[list[str], list[str]]:
         return [], [params.path]
+
+    @classmethod
+    def sample_depth(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo]) -> int | None:
+        """The writer packs float frames by :func:`diffusify.io.pixels.narrow`'s rule at 16 bits for outputs
+        above 8 bits, else at 8 (not declared with a matte, whose frames are joined to the picture first)."""
+        stream = inputs.get("input")
+        if stream is None or "alpha" in inputs:
+            return None
+        from diffusify.io.codecs import default_pix_fmt, sample_depth
+
+        return sample_depth(params.pix_fmt or default_pix_fmt(_codec(params, stream), stream.bit_depth))
 
     @classmethod
     def segmenting(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
@@ -233,16 +315,19 @@ class VideoWrite(Processor):
     @classmethod
     def describe_output(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo],
                         refs: Mapping[str, StreamInfo | None]) -> str:
-        from diffusify.io.codecs import default_pix_fmt
+        from diffusify.io.codecs import default_pix_fmt, resolve_codec
 
         stream = inputs.get("input")
         alpha = "alpha" in inputs
-        pix_fmt = params.pix_fmt or default_pix_fmt(params.codec, stream.bit_depth if stream else 8, alpha=alpha)
+        codec, note = resolve_codec(params.codec, stream.bit_depth if stream else 8)
+        pix_fmt = params.pix_fmt or default_pix_fmt(codec, stream.bit_depth if stream else 8, alpha=alpha)
         rate = f"crf {params.crf}" if params.crf is not None else (f"{params.bitrate}b/s" if params.bitrate
                                                                    else "default quality")
-        text = f"{params.path}: {params.codec} {pix_fmt}{' with alpha' if alpha else ''}, {rate}"
+        text = f"{params.path}: {codec} {pix_fmt}{' with alpha' if alpha else ''}, {rate}"
         if params.preset:
             text += f", preset {params.preset}"
+        if note:
+            text += f" ({note})"
         origin = cls.copy_origin(params, stream, refs)
         if origin is None or not origin.streams:
             return text + "; copies no audio or subtitles"
@@ -251,6 +336,7 @@ class VideoWrite(Processor):
         return text + f"; copies audio, subtitles and chapters of {origin.path}{span}"
 
     def setup(self) -> None:
+        from diffusify.io.codecs import resolve_codec
         from diffusify.io.probe import probe
         from diffusify.io.writer import VideoWriter
 
@@ -259,8 +345,11 @@ class VideoWrite(Processor):
         if origin is not None and not origin.streams:
             origin = None
         p = self.params
+        codec, note = resolve_codec(p.codec, stream.bit_depth)
+        if note:
+            self.notes.append(note)
         self._writer = VideoWriter(
-            p.path, with_alpha(stream, self.input_streams.get("alpha")), codec=p.codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
+            p.path, with_alpha(stream, self.input_streams.get("alpha")), codec=codec, crf=p.crf, bitrate=p.bitrate, preset=p.preset,
             pix_fmt=p.pix_fmt, extra_args=list(p.extra_args), copy_from=probe(origin.path) if origin else None,
             copy_range=origin.span if origin else None, use_timestamps=stream.vfr,
             overwrite=self.options.overwrite or p.overwrite,

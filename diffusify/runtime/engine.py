@@ -11,6 +11,12 @@ the order by the engine's own numbers, never by ``frame.index``. At the end of i
 ``flush`` output follows, in replica order. Frames leave every node renumbered densely (index 0, 1, 2...), and
 their times must not go backwards.
 
+GPUs: each replica of a neural node on a CUDA device runs its setup and steps on a CUDA stream of its own, and
+finishes its queued work before it hands frames on; a consumer that uses them on another stream marks them as
+used there (see ``Processor.use_cuda_stream``). A node on a GPU whose consumers all run on the CPU copies its
+frames back itself, asynchronously into page-locked memory, narrowed on the GPU to the samples its consumers
+pack when they are writers that all say at which depth (see :func:`host_output`).
+
 Stopping: :meth:`Engine.stop` (a graceful cancel) makes sources stop reading; the frames in flight drain and
 every output is finalised. :meth:`Engine.abort` (an error, or cancel(now=True)) cancels every queue, which
 wakes every blocked thread; sinks finalise what they have.
@@ -30,7 +36,7 @@ from typing import Any
 
 from diffusify.core.errors import Interrupted, PipelineError
 from diffusify.core.frame import Frame, Window
-from diffusify.processors.base import Processor, SinkResult, Temporal
+from diffusify.processors.base import HostOutput, Processor, SinkResult, Temporal
 from diffusify.runtime.events import Hook
 from diffusify.runtime.plan import NodePlan, Plan
 from diffusify.runtime.queues import END, Cancelled, EdgeQueue
@@ -77,9 +83,13 @@ class NodeState:
         # Loading a model may patch torch process-wide for a moment (accelerate's empty-weight init swaps
         # nn.Module.register_parameter; diffusers sets the default dtype): a model built in another thread
         # meanwhile lands on the meta device. Neural nodes therefore load one at a time.
+        cls = self.plan.cls
         with _heavy_setup_lock if proc.resources.heavy else contextlib.nullcontext():
             t0 = time.perf_counter()
-            proc.setup()
+            if cls.resources.heavy and not cls.is_sink and not cls.is_source():
+                proc.use_cuda_stream()
+            with proc.on_cuda_stream():  # weights, warm-up and compiled kernels go where the frames will run
+                proc.setup()
         with self.setup_lock:
             self.setup_seconds = max(self.setup_seconds, time.perf_counter() - t0)
             self.ready_replicas += 1
@@ -126,6 +136,9 @@ class Engine:
             queues = {port: EdgeQueue(f"{ref}->{nid}.{port}", max_frames=n.queue.frames, max_bytes=n.queue.bytes)
                       for port, ref in n.inputs.items()}
             st = NodeState(n, plan.processors(nid), queues)
+            handoff = host_output(plan, nid)
+            for proc, device in zip(st.processors, n.devices, strict=True):
+                proc.host_output = handoff if device.startswith("cuda") else None
             if n.cls.temporal is Temporal.WINDOW:
                 st.gatherer = WindowGatherer(*n.cls.window)
             self.states[nid] = st
@@ -267,11 +280,11 @@ class Engine:
 
     def _filter(self, st: NodeState, replica: int) -> None:
         proc = st.processors[replica]
-        batch_size = int(proc.params.batch) if proc.batching else 1  # declared: batching comes with a batch param
         items: list[tuple[int, Any]] = []
         try:
             self._worker_threads(st)
             st.setup(proc)
+            batch_size = proc.batch_size  # known once set up (a batch chosen from measured memory)
             while True:
                 items = self._take(st, batch_size)
                 if not items:
@@ -476,7 +489,9 @@ class Engine:
             nodes.append({"id": st.plan.id, "type": st.plan.cls.type_name, "frames": st.frames_out,
                           "busy_seconds": round(st.busy, 3), "busy_share": round(share, 3),
                           "setup_seconds": round(st.setup_seconds, 3),
-                          "replicas": st.plan.replicas, "devices": st.plan.devices})
+                          "replicas": st.plan.replicas, "devices": st.plan.devices,
+                          # how its replicas run (precision, the batch chosen, a decoder's fallback), said once
+                          "notes": list(dict.fromkeys(n for p in st.processors for n in p.notes))})
         bottleneck = max(nodes, key=lambda n: n["busy_share"])["id"] if nodes else None
         return {
             "name": self.plan.recipe.name,
@@ -494,6 +509,23 @@ class Engine:
         }
 
 
+def host_output(plan: Plan, nid: str) -> HostOutput | None:
+    """How the GPU replicas of filter node ``nid`` hand their frames on: None (as they are, on the GPU) unless
+    every consumer runs on the CPU only; then they copy them back themselves, narrowed to the consumers' sample
+    depth when every consumer is a sink taking them on its ``input`` port at one declared depth (see
+    :meth:`Processor.sample_depth`), as they are otherwise."""
+    n = plan.nodes[nid]
+    if n.cls.is_sink or n.cls.is_source() or not n.consumers or not any(d.startswith("cuda") for d in n.devices):
+        return None
+    depths: set[int | None] = set()
+    for consumer, port in n.consumers:
+        c = plan.nodes[consumer]
+        if any(d != "cpu" for d in c.devices):
+            return None
+        depths.add(c.cls.sample_depth(c.params, c.input_streams) if c.cls.is_sink and port == "input" else None)
+    return HostOutput(depths.pop() if len(depths) == 1 else None)
+
+
 def _peak_gpu() -> dict[str, int]:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
@@ -507,4 +539,4 @@ def _input_index(item: Any) -> int | None:
     return next(iter(sets.values())).index if sets else None
 
 
-__all__ = ["Engine", "NodeState"]
+__all__ = ["Engine", "NodeState", "host_output"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +122,10 @@ def _human(n: int) -> str:
 
 
 def visible_devices() -> list[str]:
-    """Every visible CUDA device, else the CPU."""
+    """Every visible CUDA device, else the CPU. A Linux machine without NVIDIA device nodes has no CUDA device:
+    then the answer comes without importing torch (which a model-free run imports meanwhile, in the background)."""
+    if not _may_have_cuda():
+        return ["cpu"]
     try:
         import torch
 
@@ -129,6 +134,16 @@ def visible_devices() -> list[str]:
     except ImportError:
         pass
     return ["cpu"]
+
+
+def _may_have_cuda() -> bool:
+    """False only where CUDA certainly cannot run: Linux with no NVIDIA device node (``/dev/nvidia*``, or WSL's
+    ``/dev/dxg``) or with ``CUDA_VISIBLE_DEVICES`` empty."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None and not os.environ["CUDA_VISIBLE_DEVICES"].strip():
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/dev/dxg") or any(n.startswith("nvidia") for n in os.listdir("/dev"))
 
 
 def _expand(devices: list[str]) -> list[str]:
@@ -220,12 +235,12 @@ def _plan_widening(nodes: dict[str, NodePlan]) -> None:
         count = 0
         for consumer, _port in n.consumers:
             c = nodes[consumer]
-            if not c.cls.native:
+            if not c.cls.native_for(c.params):
                 count += 1
             elif not c.cls.is_sink:
                 count += 1 if c.widen_output else below[consumer]
         below[nid] = count
-        n.widen_output = count >= 2 and (n.cls.native or n.cls.is_source())
+        n.widen_output = count >= 2 and (n.cls.native_for(n.params) or n.cls.is_source())
 
 
 def build_plan(validated: Validated, *, registry: Registry | None = None, cli_devices: list[str] | None = None,
