@@ -88,12 +88,9 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         strict: bool, segments: int | None, parallel: int, resume: bool, restart: bool,
         keep_segments: bool, backend: str, address: str | None) -> None:
     """Run RECIPE. Validates first; Ctrl-C stops cleanly (outputs stay playable)."""
-    from diffusify.runtime.tuning import import_torch_in_background, tune_process
-
-    if not dry_run:
-        import_torch_in_background()
     from diffusify import api
     from diffusify.runtime.events import JsonEvents, ProgressDisplay
+    from diffusify.runtime.tuning import tune_process
 
     overrides = _parse_sets(sets)
     # In the command's own process the signal handlers were installed first thing (main); they never raise, so

@@ -140,3 +140,25 @@ def test_video_file_through_the_gpu_to_an_encoder(write_recipe, tmp_path: Path):
     summary = run(recipe, devices=["cuda:0"])
     assert summary["frames"] == 12
     assert count_decodable_frames(out) == 12
+
+
+def test_cheap_nodes_keep_samples_native_on_the_gpu_as_on_the_cpu(registry, write_recipe, tmp_path: Path):
+    """Colour tables, the blend's pair table, a diff and a nearest resize on 8-bit samples on the GPU: the same
+    samples as on the CPU (tables made on the frame's device)."""
+    clip = make_clip(tmp_path / "c.mp4", size="128x72", frames=4)
+    text = f"""
+        version: 1
+        nodes:
+          src:  {{type: video.read, with: {{path: "{clip}"}}}}
+          warm: {{type: color, input: src, with: {{brightness: 0.05, gamma: 1.1}}}}
+          big:  {{type: resize, input: src, with: {{scale: 2, method: nearest}}}}
+          back: {{type: resize, input: big, with: {{width: 128, height: 72, method: nearest}}}}
+          mix:  {{type: compose.blend, inputs: {{a: warm, b: back}}, with: {{weight: 0.3}}}}
+          diff: {{type: compose.diff, inputs: {{a: mix, b: src}}}}
+          out:  {{type: test.collect, input: diff, with: {{name: NAME}}}}
+    """
+    run(write_recipe(text.replace("NAME", "cpu"), "cpu.yaml"), devices=["cpu"], registry=registry)
+    run(write_recipe(text.replace("NAME", "gpu"), "gpu.yaml"), devices=["cuda:0"], registry=registry)
+    a, b = _frames("cpu"), _frames("gpu")
+    assert a.shape == b.shape == (4, 3, 72, 128)
+    assert (a - b).abs().max().item() <= 1e-6  # the same samples (a level is 1/255), widened on either device

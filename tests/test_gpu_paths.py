@@ -399,3 +399,38 @@ def test_nvdec_frames_are_close_to_the_ffmpeg_paths(tmp_path):
     assert got[0].data.is_cuda and got[0].data.dtype == torch.uint8
     mse = ((a - b) ** 2).mean().item()
     assert 10 * torch.log10(torch.tensor(255.0**2 / max(mse, 1e-9))).item() > 35  # a few levels, not a matrix off
+
+
+def test_devices_are_found_without_torch_where_cuda_cannot_run(monkeypatch):
+    """No NVIDIA device node (or CUDA_VISIBLE_DEVICES empty): no CUDA, and planning a CPU recipe needs no torch."""
+    from diffusify.runtime import plan as planning
+
+    monkeypatch.setattr(planning.sys, "platform", "linux")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(planning.os, "listdir", lambda _d: ["null", "tty"])
+    monkeypatch.setattr(planning.os.path, "exists", lambda _p: False)
+    assert not planning._may_have_cuda()
+    monkeypatch.setattr(planning.os, "listdir", lambda _d: ["null", "nvidia0", "nvidiactl"])
+    assert planning._may_have_cuda()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not planning._may_have_cuda()
+
+
+def test_planning_a_cpu_recipe_does_not_import_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{ROOT / 'examples' / 'media' / 'sample.mp4'}"}}}}
+  out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'o.mkv'}"}}}}
+""")
+    code = ("import sys; from diffusify import api; api.plan(sys.argv[1]); "
+            "print('torch' in sys.modules)")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # as on a machine without a GPU, whatever this one has
+    out = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    assert out == "False"

@@ -171,19 +171,22 @@ def test_a_blend_of_samples_is_the_nearest_level_to_the_exact_mix(dtype, weight)
     assert torch.equal(out[~near_half], floated[~near_half])
 
 
-def test_mix_halves_go_away_from_zero():
+def test_mix_rounds_halves_up_in_every_path():
     a = torch.tensor([[[10, 11, 200]]], dtype=torch.uint8)
     b = torch.tensor([[[11, 10, 255]]], dtype=torch.uint8)
-    assert mix(a, b, 0.5).tolist() == [[[11, 10, 228]]]  # 10.5 -> 11, 10.5 -> 10 (from 11, down), 227.5 -> 228
-    assert pair_lookup(a, b, mix_table(0.5)).tolist() == [[[11, 10, 228]]]
+    want = [[[11, 11, 228]]]  # 10.5 -> 11 from either side, 227.5 -> 228
+    assert mix(a, b, 0.5).tolist() == want  # 16-bit integer arithmetic (a weight in 128ths)
+    assert pair_lookup(a, b, mix_table(0.5)).tolist() == want  # the table of every pair
+    assert mix(a.to(torch.uint16), b.to(torch.uint16), 0.5).tolist() == want  # the 16-bit samples' arithmetic
 
 
-@pytest.mark.parametrize("weight", [0.5, 0.3, 0.731])
+@pytest.mark.parametrize("weight", [0.5, 0.25, 0.0078125, 0.3, 0.731])
 def test_the_8_bit_pair_table_is_the_mix_arithmetic_for_every_pair(weight):
     levels = torch.arange(256, dtype=torch.int32)
     a = levels.repeat_interleave(256).to(torch.uint8).view(1, 256, 256)  # all 65536 pairs, in a picture's shape
     b = levels.repeat(256).to(torch.uint8).view(1, 256, 256)
     assert torch.equal(pair_lookup(a, b, mix_table(weight)), mix(a, b, weight))
+    assert torch.equal(mix(a, b, weight), mix(a.to(torch.uint16), b.to(torch.uint16), weight).to(torch.uint8))
     assert torch.equal(pair_lookup(a.expand(3, -1, -1), b.expand(3, -1, -1), mix_table(weight))[2],
                        mix(a, b, weight)[0])  # more than one chunk, channels in turn
 

@@ -132,9 +132,9 @@ class Blend(_PairMerge):
     """Weighted mix of two streams of the same size: ``(1 - weight) * a + weight * b``.
 
     Ports ``a`` and ``b``: ``(C, H, W)`` float32 in [0, 1], same size and index. Output: same shape. Native
-    samples of one depth stay native: ``a + round(weight * (b - a))``, the nearest level to the exact mix (what
-    the float path and a writer's rounding give, up to float error at a half level); for 8-bit samples looked up
-    in a table of every pair (one gather).
+    samples of one depth stay native: the nearest level to the exact mix, halves up (what the float path and a
+    writer's rounding give, but within float error of a half level); 8-bit samples in 16-bit integers for a
+    weight in 128ths (0.5, 0.25...), else looked up in a table of every pair (one gather).
     """
 
     type_name = "compose.blend"
@@ -147,7 +147,7 @@ class Blend(_PairMerge):
         from diffusify.ops.samples import mix, pair_lookup, widen
 
         a, b = frames["a"].data, frames["b"].data
-        if a.dtype == b.dtype == torch.uint8:
+        if a.dtype == b.dtype == torch.uint8 and not (self.params.weight * 128).is_integer():
             return pair_lookup(a, b, self._table)
         if a.dtype == b.dtype and not a.is_floating_point():
             return mix(a, b, self.params.weight)

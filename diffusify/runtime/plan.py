@@ -123,7 +123,7 @@ def _human(n: int) -> str:
 
 def visible_devices() -> list[str]:
     """Every visible CUDA device, else the CPU. A Linux machine without NVIDIA device nodes has no CUDA device:
-    then the answer comes without importing torch (which a model-free run imports meanwhile, in the background)."""
+    then the answer comes without importing torch (a dry run of a CPU machine's recipe never imports it)."""
     if not _may_have_cuda():
         return ["cpu"]
     try:

@@ -26,21 +26,3 @@ def tune_process() -> None:
     except (OSError, AttributeError):
         pass
 
-
-def import_torch_in_background() -> None:
-    """Start importing torch in a daemon thread and return at once.
-
-    Frames are torch tensors, so a run needs torch before its first frame; the import is most of a model-free
-    run's start-up (1.4-1.9 s on 2 cores). Started first thing, it overlaps reading the recipe, probing the inputs
-    (a child process) and planning; whoever imports torch later waits only for what is left. A failed import is
-    left for that later import to report."""
-    import threading
-
-    def load() -> None:
-        try:
-            import torch  # noqa: F401
-        except BaseException:  # noqa: BLE001 - reported by the import that needs it
-            pass
-
-    if "torch" not in sys.modules:
-        threading.Thread(target=load, name="import-torch", daemon=True).start()
