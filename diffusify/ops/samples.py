@@ -8,6 +8,7 @@ reader would have made). Writers pack native samples straight into their bytes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +99,24 @@ def lookup(data: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
     src, tab = data.contiguous().numpy(), table.numpy()
     out = np.empty_like(src)
-    for c in range(src.shape[0]):
-        row, first, into = tab[min(c, tab.shape[0] - 1)], src[c].reshape(-1), out[c].reshape(-1)
+    # one table for every channel: the whole frame in one pass; else channel by channel
+    parts = [(tab[0], src.reshape(-1), out.reshape(-1))] if tab.shape[0] == 1 else \
+        [(tab[min(c, tab.shape[0] - 1)], src[c].reshape(-1), out[c].reshape(-1)) for c in range(src.shape[0])]
+    for row, first, into in parts:
         if src.dtype == np.uint8 and first.size % 2 == 0:
             # two samples a gather: a table of every pair of bytes (128 KiB), read as 16-bit words (1.8x faster)
-            pairs = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
-            row, first, into = row[pairs].reshape(-1).view(np.uint16), first.view(np.uint16), into.view(np.uint16)
+            row, first, into = row[_byte_pairs()].reshape(-1).view(np.uint16), first.view(np.uint16), \
+                into.view(np.uint16)
         _gather(row, into, first)
     return torch.from_numpy(out)
+
+
+@functools.cache
+def _byte_pairs() -> Any:
+    """Every pair of bytes, ``(65536, 2)``, in the order a 16-bit word of this machine holds them."""
+    import numpy as np
+
+    return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
 
 
 def pair_lookup(a: torch.Tensor, b: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
