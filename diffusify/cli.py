@@ -32,6 +32,25 @@ def _fail(message: str, code: int, *, fast: bool = False) -> None:
     os._exit(code)
 
 
+def _leave(code: int) -> None:
+    """End the command's own process after a finished run, whose outputs are final and whose ffmpeg children have
+    exited: the atexit handlers run (temporary folders, a local Ray cluster, log handlers), the interpreter's
+    teardown does not. With torch loaded that teardown takes about half a second (measured with
+    ``bench/runtime.py startup``), all of it after the work is done. In-process callers (tests, an embedding app)
+    just return."""
+    if not _STANDALONE:
+        return
+    import atexit
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a reader of our output went away; the exit code still tells
+        pass
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values:
@@ -121,6 +140,7 @@ def run(recipe: str, input_: str | None, output: str | None, sets: tuple[str, ..
         if signals is not None:
             signals.attach(handle)
         handle.result()
+        _leave(EXIT_OK)
     except KeyboardInterrupt:
         from diffusify.__main__ import BEFORE_START as message
 

@@ -486,3 +486,33 @@ def test_output_stays_playable_after_sigkill(tmp_path: Path, ext: str, use_ts: b
     assert decoded > 25
     info = probe(out)
     assert info.video is not None and info.video.frames == decoded
+
+
+def test_send_writes_every_byte_when_the_pipe_takes_them_in_part(tmp_path):
+    """A raw pipe may accept a write only in part (a signal arriving mid-write); the rest must follow, or every
+    later byte of the stream shifts."""
+    import numpy as np
+
+    from diffusify.io.ffmpeg import FFmpegProcess
+
+    class Trickle:  # the child's stdin, taking at most 1000 bytes a call
+        def __init__(self, raw):
+            self.raw, self.calls = raw, 0
+
+        def write(self, view):
+            self.calls += 1
+            return self.raw.write(view[:1000])
+
+        def __getattr__(self, name):
+            return getattr(self.raw, name)
+
+    out = tmp_path / "copy.raw"
+    proc = FFmpegProcess(["-f", "rawvideo", "-pix_fmt", "gray", "-s", "64x48", "-i", "pipe:0", "-f", "rawvideo",
+                          "-y", str(out)], stdin_pipe=True)
+    trickle = proc.proc.stdin = Trickle(proc.proc.stdin)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 48, 64), dtype=np.uint8)
+    for f in frames:
+        proc.send(memoryview(f[:24]), f[24:].tobytes())  # two parts a frame, as a prefix and its payload
+    assert proc.finish(timeout=30) == 0
+    assert out.read_bytes() == frames.tobytes()
+    assert trickle.calls >= 5 * 64 * 48 // 1000  # it did take them in part

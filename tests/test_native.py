@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,9 +30,43 @@ def test_native_samples_widen_to_exactly_what_the_float_reader_gives(high):
     info = probe(SAMPLE)
     floats = [f.data for f in VideoReader(str(SAMPLE), info, end=3, high_bit_depth=high)]
     native = [f.data for f in VideoReader(str(SAMPLE), info, end=3, high_bit_depth=high, native=True)]
-    assert native[0].dtype == (torch.uint16 if high else torch.uint8) and native[0].shape == (3, 270, 480)
+    # on the CPU the decoder's samples are a numpy array: torch is not needed until a node computes
+    assert isinstance(native[0], np.ndarray)
+    assert native[0].dtype == (np.uint16 if high else np.uint8) and native[0].shape == (3, 270, 480)
     for a, b in zip(floats, native, strict=True):
         assert torch.equal(widen(b), a)
+
+
+def test_samples_read_straight_into_frames_are_the_planes_reordered():
+    """FrameBuffer.read_samples puts each plane of a GBR frame where planes_to_samples would copy it, and counts
+    a short read at the end of the stream."""
+    import io
+
+    from diffusify.io.pixels import FrameBuffer, planes_to_samples
+
+    rng = np.random.default_rng(1)
+    for high, dtype in ((False, np.uint8), (True, np.uint16)):
+        gbr = rng.integers(0, np.iinfo(dtype).max + 1, (3, 6, 10), dtype=dtype)
+        raw = gbr.tobytes()
+        got, n = FrameBuffer(len(raw)).read_samples(io.BytesIO(raw), 6, 10, high)
+        assert isinstance(got, np.ndarray) and n == len(raw)
+        want = planes_to_samples(torch.from_numpy(np.frombuffer(raw, np.uint8).copy()), 6, 10, high, "cpu")
+        assert np.array_equal(got, want.numpy())
+        assert np.array_equal(got, gbr[[2, 0, 1]])  # R, G, B from G, B, R
+        assert FrameBuffer(len(raw)).read_samples(io.BytesIO(raw[:-5]), 6, 10, high)[1] == len(raw) - 5
+
+
+def test_the_packers_views_are_its_bytes_without_a_copy_where_it_can():
+    g = torch.Generator().manual_seed(3)
+    for dtype, high in ((torch.uint8, False), (torch.uint16, True), (torch.uint8, True), (torch.uint16, False)):
+        x = torch.randint(0, 256 if dtype == torch.uint8 else 65536, (4, 6, 9), generator=g, dtype=torch.int32).to(dtype)
+        for data in (x[:3], x, x[:3, 1:5, 2:7], x[:3].numpy(), x.numpy()):
+            packer = PlanePacker(high)
+            views = packer.views(data)
+            assert b"".join(bytes(v) for v in views) == bytes(PlanePacker(high).pack(data)), (dtype, high)
+            same_depth = (dtype == torch.uint16) == high
+            contiguous = data.shape[1:] == (6, 9)
+            assert len(views) == (data.shape[0] if same_depth and contiguous else 1)  # planes, else one packed
 
 
 def test_the_packer_gives_the_float_paths_bytes_from_samples_at_any_depth():
@@ -42,6 +77,8 @@ def test_the_packer_gives_the_float_paths_bytes_from_samples_at_any_depth():
         for high in (False, True):
             want = bytes(PlanePacker(high).pack(widen(samples)))
             assert bytes(PlanePacker(high).pack(samples)) == want, (samples.dtype, high)
+            # a decoder's numpy array of the same samples packs to the same bytes, without torch
+            assert bytes(PlanePacker(high).pack(samples.numpy())) == want, (samples.dtype, high, "numpy")
 
 
 def test_an_untouched_stream_is_written_as_the_float_path_would_write_it(tmp_path):
@@ -63,6 +100,38 @@ nodes:
     diffusify.run(recipe("src", "native.mkv"))
     diffusify.run(recipe("grade", "float.mkv"))
     assert framemd5(tmp_path / "native.mkv")[0] == framemd5(tmp_path / "float.mkv")[0]
+
+
+@pytest.mark.parametrize("high", [False, True])
+def test_a_transcode_never_imports_torch_and_writes_the_float_paths_frames(tmp_path, high):
+    """read -> write (a trim, at 8 or 16 bits) carries the decoder's numpy samples to the writer: the process never
+    imports torch, and the file has the frames the same graph writes through a computing node (float32)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def recipe(head: str, out: str) -> str:
+        grade = "\n  grade: {type: resize, input: src, with: {width: 480, height: 270}}" if head == "grade" else ""
+        return f"""
+version: 1
+nodes:
+  src:   {{type: video.read, with: {{path: "{SAMPLE}", start: 3, end: 12, high_bit_depth: {str(high).lower()}}}}}{grade}
+  out:   {{type: video.write, input: {head}, with: {{path: "{tmp_path / out}", codec: ffv1,
+          pix_fmt: {'gbrp16le' if high else 'bgr0'}}}}}
+"""
+    transcode = tmp_path / "transcode.yaml"
+    transcode.write_text(recipe("src", "native.mkv"))
+    code = ("import json, sys, diffusify; s = diffusify.run(sys.argv[1]); "
+            "print(json.dumps([s['frames'], 'torch' in sys.modules]))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # as on a machine without a GPU, whatever this one has
+    out = subprocess.run([sys.executable, "-c", code, str(transcode)], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert json.loads(out) == [9, False]
+    diffusify.run(recipe("grade", "float.mkv"))
+    assert framemd5(tmp_path / "native.mkv")[0] == framemd5(tmp_path / "float.mkv")[0]
+    assert not diffusify.plan(str(transcode), overwrite=True)[0].needs_torch
+    assert diffusify.plan(recipe("grade", "float.mkv"), overwrite=True)[0].needs_torch
 
 
 def test_computing_nodes_get_float32_and_native_ones_get_samples(registry):
@@ -189,6 +258,7 @@ def test_the_8_bit_pair_table_is_the_mix_arithmetic_for_every_pair(weight):
     assert torch.equal(mix(a, b, weight), mix(a.to(torch.uint16), b.to(torch.uint16), weight).to(torch.uint8))
     assert torch.equal(pair_lookup(a.expand(3, -1, -1), b.expand(3, -1, -1), mix_table(weight))[2],
                        mix(a, b, weight)[0])  # more than one chunk, channels in turn
+    assert torch.equal(mix(a.expand(3, -1, -1), b.expand(3, -1, -1), weight)[2], mix(a, b, weight)[0])  # likewise
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
@@ -240,6 +310,6 @@ nodes:
     native = [f.data for f in VideoReader(str(tmp_path / "native.mkv"), info, native=True)]
     floated = [f.data for f in VideoReader(str(tmp_path / "float.mkv"), info, native=True)]
     assert len(native) == len(floated) == 6
-    worst = max(int((a.int() - b.int()).abs().max()) for a, b in zip(native, floated, strict=True))
+    worst = max(int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max()) for a, b in zip(native, floated, strict=True))
     assert worst <= 1
-    assert all(a.float().std() > 10 for a in native)  # real pictures, not flat ones
+    assert all(a.astype(np.float32).std() > 10 for a in native)  # real pictures, not flat ones

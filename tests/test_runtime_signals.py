@@ -69,6 +69,20 @@ nodes:
     return recipe, out
 
 
+def _pattern_recipe(tmp_path: Path, frames: int, between: str = "", write: str = "") -> tuple[Path, Path]:
+    """A recipe writing ``frames`` frames of a small test pattern to ``o.mkv``, through the ``mid`` node that
+    ``between`` defines (YAML of its type and parameters, its input being ``src``), if any."""
+    out, recipe = tmp_path / "o.mkv", tmp_path / "r.yaml"
+    mid = f"\n  mid: {{{between}, input: src}}" if between else ""
+    recipe.write_text(f"""
+version: 1
+nodes:
+  src: {{type: pattern, with: {{width: 64, height: 48, frames: {frames}}}}}{mid}
+  out: {{type: video.write, input: {'mid' if between else 'src'}, with: {{path: "{out}"{write}}}}}
+""")
+    return recipe, out
+
+
 def _start(recipe: Path, tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "diffusify", "run", str(recipe), "--json-events"],
@@ -132,18 +146,10 @@ def test_sigterm_is_handled_like_sigint(tmp_path):
 
 
 def test_failure_mid_run_keeps_output_and_leaves_no_ffmpeg(tmp_path, registry):
-    out = tmp_path / "o.mkv"
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""
-version: 1
-nodes:
-  src: {{type: pattern, with: {{width: 64, height: 48, frames: 500}}}}
-  bad: {{type: test.slow, input: src, with: {{ms: 1, fail_at: 40}}}}
-  out: {{type: video.write, input: bad, with: {{path: "{out}"}}}}
-""")
+    recipe, out = _pattern_recipe(tmp_path, 500, "type: test.slow, with: {ms: 1, fail_at: 40}")
     with pytest.raises(PipelineError) as info:
         run(str(recipe), registry=registry)
-    assert (info.value.node, info.value.frame) == ("bad", 40)
+    assert (info.value.node, info.value.frame) == ("mid", 40)
     src = next(n for n in info.value.summary["nodes"] if n["id"] == "src")
     assert src["frames"] < 100  # stopped at the error, not at the end of the 500 frames
     written = info.value.summary["outputs"][0]["frames"]
@@ -153,13 +159,7 @@ nodes:
 
 
 def test_cli_failure_exits_1_with_one_line(tmp_path):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""
-version: 1
-nodes:
-  src: {{type: pattern, with: {{width: 64, height: 48, frames: 5}}}}
-  out: {{type: video.write, input: src, with: {{path: "{tmp_path / "o.mkv"}", extra_args: ["-bogus_option", "1"]}}}}
-""")
+    recipe, _out = _pattern_recipe(tmp_path, 5, write=', extra_args: ["-bogus_option", "1"]')
     proc = subprocess.run(
         [sys.executable, "-m", "diffusify", "run", "-q", str(recipe)],
         capture_output=True,
@@ -188,3 +188,27 @@ def test_interrupt_before_the_run_starts_exits_130_with_an_event(monkeypatch, tm
     assert event == {"event": "interrupted", "message": "interrupted before the run started; nothing was written"}
     assert "diffusify: interrupted before the run started" in result.stderr
     assert not out.exists()
+
+
+def test_a_finished_run_leaves_with_its_output_flushed_and_atexit_handlers_run(tmp_path):
+    """The command ends a finished run without the interpreter's teardown (half a second with torch loaded), but
+    after everything a normal exit does that matters: the last event and summary lines are out, the output is
+    final, atexit handlers (temporary folders, a local Ray cluster) have run."""
+    recipe, out = _pattern_recipe(tmp_path, 7)
+    marker, torn = tmp_path / "atexit-ran", tmp_path / "torn-down"
+    code = ("import atexit, pathlib, sys\n"
+            f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+            "class Teardown:\n"
+            f"    def __del__(self): pathlib.Path({str(torn)!r}).write_text('yes')\n"
+            "kept = Teardown()  # freed by the interpreter's teardown, which the command skips\n"
+            "sys.argv = ['diffusify', 'run', sys.argv[1], '--json-events']\n"
+            "from diffusify.__main__ import main\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is an event: none was cut
+    assert events[-1]["event"] == "finished" and events[-1]["summary"]["frames"] == 7
+    assert marker.read_text() == "yes"
+    assert not torn.exists()
+    assert count_frames(out) == 7

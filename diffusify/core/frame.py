@@ -19,7 +19,9 @@ class Frame:
         index: 0-based position on its edge. The engine numbers every edge densely (0, 1, 2...) in the order it
             delivers frames; merges join on it. A processor may leave it as it comes: the engine renumbers.
         pts: presentation time in seconds, exact. Processors that make new frames set it.
-        data: ``(C, H, W)`` float32 tensor in [0, 1], RGB (or 1 channel for masks), on any device.
+        data: ``(C, H, W)`` float32 tensor in [0, 1], RGB (or 1 channel for masks), on any device; or native
+            ``uint8``/``uint16`` samples (see :mod:`diffusify.ops.samples`), which straight from a decoder on the
+            CPU are a numpy array (processors always get tensors: their base class wraps it without a copy).
             Consumers must treat it as read-only: a fan-out hands the same tensor to every consumer.
         meta: per-frame metadata (``scene_change``, ``source_index``...).
     """
@@ -31,7 +33,7 @@ class Frame:
 
     @property
     def nbytes(self) -> int:
-        return self.data.element_size() * self.data.nelement()
+        return int(self.data.nbytes)
 
     def with_data(self, data: torch.Tensor) -> Frame:
         """A new frame with the same index, time and metadata."""

@@ -256,6 +256,24 @@ class FFmpegProcess:
             if stream is not None:
                 _widen_pipe(stream.fileno())
 
+    def send(self, *parts: bytes | memoryview) -> None:
+        """Write every byte of ``parts`` to the child's stdin, in order: a raw pipe may take a write only in part
+        (a signal arriving mid-write), which would shift every later byte of the stream.
+
+        Raises:
+            OSError, ValueError: the pipe is broken or closed.
+        """
+        stdin = self.proc.stdin
+        if stdin is None:
+            raise ValueError("the child has no stdin pipe")
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                n = stdin.write(view)
+                if not n:
+                    raise OSError("the pipe took no bytes")
+                view = view[n:]
+
     def log(self) -> str:
         """Everything the child has logged so far."""
         if self._log.closed:

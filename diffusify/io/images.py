@@ -407,7 +407,7 @@ class ImageSequenceWriter:
             raise MediaError(f"{self.pattern}: write() after close()")
         from diffusify.ops.samples import widen
 
-        data = widen(frame.data.detach())
+        data = widen(frame.data).detach()
         if data.dim() == 4 and data.shape[0] == 1:
             data = data[0]
         if data.dim() != 3 or data.shape[0] not in (1, 3, 4):

@@ -5,15 +5,22 @@ after another. Decoders (:class:`~diffusify.io.reader.VideoReader`, the image se
 into a :class:`FrameBuffer` and widen them with :func:`planes_to_tensor`; the video writer narrows its frames with a
 :class:`PlanePacker`, by the rule of :func:`diffusify.ops.samples.narrow` (which a producer on a GPU applies
 before the download, so the writer gets the very samples it would have made). Nothing here starts ffmpeg.
+
+Native samples on the CPU stay numpy arrays from the pipe to the packer (:meth:`FrameBuffer.read_samples`,
+:meth:`PlanePacker.views`), so decoding and encoding alone never import torch, and the planes are neither copied
+after the read nor before the write.
 """
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import torch
+import numpy as np
 
-from diffusify.ops.samples import narrow
+from diffusify.ops.samples import as_tensor, is_array, is_native, narrow
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor"]
 
@@ -21,10 +28,10 @@ __all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor"
 class FrameBuffer:
     """Fixed-size frames of bytes read from a decoder's pipe, looping over short reads.
 
-    On the CPU one buffer serves every frame, since :func:`planes_to_tensor` copies out of it: a fresh 6 MB block
-    per 1080p frame would otherwise be faulted in page by page each time. For a CUDA device each frame gets its own
-    page-locked block, so the copy to the device can run asynchronously (torch's host allocator keeps the block
-    until that copy has finished and then recycles it).
+    On the CPU one numpy buffer serves every frame, since :func:`planes_to_tensor` and :func:`planes_to_samples`
+    copy out of it: a fresh 6 MB block per 1080p frame would otherwise be faulted in page by page each time. For a
+    CUDA device each frame gets its own page-locked torch block, so the copy to the device can run asynchronously
+    (torch's host allocator keeps the block until that copy has finished and then recycles it).
 
     Args:
         size: bytes in one frame.
@@ -34,41 +41,64 @@ class FrameBuffer:
     def __init__(self, size: int, *, pin: bool = False) -> None:
         self.size = size
         self.pin = pin
-        self._shared: torch.Tensor | None = None
+        self._shared: Any = None
 
-    def read(self, stream: BinaryIO) -> tuple[torch.Tensor, int]:
+    def read(self, stream: BinaryIO) -> tuple[Any, int]:
         """Read one frame; the buffer is not zero-filled first.
 
         Args:
             stream: an unbuffered binary stream.
 
         Returns:
-            The 1-D uint8 buffer (valid until the next read) and how many bytes were read (less than the frame
-            size only at end of stream).
+            The 1-D uint8 buffer (a numpy array, a page-locked tensor when pinned; valid until the next read) and
+            how many bytes were read (less than the frame size only at end of stream).
         """
         if self.pin:
+            import torch
+
             buf = torch.empty(self.size, dtype=torch.uint8, pin_memory=True)
+            view = memoryview(buf.numpy())
         else:
             if self._shared is None:
-                self._shared = torch.empty(self.size, dtype=torch.uint8)
+                self._shared = np.empty(self.size, dtype=np.uint8)
             buf = self._shared
-        view = memoryview(buf.numpy())
+            view = memoryview(buf)
+        return buf, _read_into(stream, view)
+
+    def read_samples(self, stream: BinaryIO, height: int, width: int, high_bit_depth: bool) -> tuple[Any, int]:
+        """Read one frame of planar GBR samples straight into a fresh RGB ``(3, H, W)`` numpy array: each plane
+        lands where it belongs, with no copy after the read (what :func:`planes_to_samples` gives, one pass
+        fewer). Returns the array and how many bytes were read, as :meth:`read`."""
+        out = np.empty((3, height, width), dtype=np.uint16 if high_bit_depth else np.uint8)
         got = 0
-        while got < self.size:
-            n = stream.readinto(view[got:])
-            if not n:
-                break
+        for rgb, _gbr in sorted(_RGB_FROM_GBR, key=lambda pair: pair[1]):  # the planes in the order they come
+            view = memoryview(out[rgb]).cast("B")
+            n = _read_into(stream, view)
             got += n
-        return buf, got
+            if n < len(view):
+                break
+        return out, got
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``stream``, looping over short reads; the bytes read (fewer only at end of stream)."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def planes_to_tensor(
-    buf: torch.Tensor, height: int, width: int, high_bit_depth: bool, device: torch.device
+    buf: Any, height: int, width: int, high_bit_depth: bool, device: str | torch.device
 ) -> torch.Tensor:
     """Planar GBR bytes (``gbrp`` or native-endian ``gbrp16``) to a float32 RGB ``(3, H, W)`` tensor in [0, 1].
 
     Args:
-        buf: one frame as a 1-D uint8 tensor (from :class:`FrameBuffer`); the result shares no memory with it.
+        buf: one frame as a 1-D uint8 array or tensor (from :class:`FrameBuffer`); the result shares no memory
+            with it.
         height: frame height.
         width: frame width.
         high_bit_depth: the buffer holds 16-bit samples.
@@ -77,21 +107,31 @@ def planes_to_tensor(
     Returns:
         The frame tensor.
     """
-    planes = _gbr_planes(buf, height, width, high_bit_depth, device)
+    import torch
+
+    planes = _gbr_planes(as_tensor(buf), height, width, high_bit_depth, torch.device(device))
     return _rgb_from_gbr(planes, torch.float32).div_(65535.0 if high_bit_depth else 255.0)
 
 
 def planes_to_samples(
-    buf: torch.Tensor, height: int, width: int, high_bit_depth: bool, device: torch.device
+    buf: Any, height: int, width: int, high_bit_depth: bool, device: str | torch.device
 ) -> torch.Tensor:
     """Planar GBR bytes to an RGB ``(3, H, W)`` tensor of native samples: ``uint8``, or ``uint16`` for 16-bit
-    buffers, on ``device`` (nothing is widened). The result shares no memory with ``buf``."""
-    planes = _gbr_planes(buf, height, width, high_bit_depth, device)
+    buffers, on ``device`` (nothing is widened). The result shares no memory with ``buf``. (For the CPU,
+    :meth:`FrameBuffer.read_samples` reads the samples into a numpy array in this layout directly.)"""
+    import torch
+
+    planes = _gbr_planes(as_tensor(buf), height, width, high_bit_depth, torch.device(device))
     return _rgb_from_gbr(planes, planes.dtype)
+
+
+_RGB_FROM_GBR = ((0, 2), (1, 0), (2, 1))  # (RGB channel, GBR plane): ffmpeg's planar RGB stores G, B, R
 
 
 def _gbr_planes(buf: torch.Tensor, height: int, width: int, high_bit_depth: bool,
                 device: torch.device) -> torch.Tensor:
+    import torch
+
     planes = buf.view(torch.uint16 if high_bit_depth else torch.uint8).view(3, height, width)
     if device.type != "cpu":
         # Ship the compact integer frame and widen it (if at all) on the device.
@@ -100,11 +140,11 @@ def _gbr_planes(buf: torch.Tensor, height: int, width: int, high_bit_depth: bool
 
 
 def _rgb_from_gbr(planes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    import torch
+
     out = torch.empty(planes.shape, dtype=dtype, device=planes.device)
-    # ffmpeg's planar RGB stores G, B, R.
-    out[0].copy_(planes[2])
-    out[1].copy_(planes[0])
-    out[2].copy_(planes[1])
+    for dst, src in _RGB_FROM_GBR:
+        out[dst].copy_(planes[src])
     return out
 
 
@@ -127,8 +167,9 @@ class PlanePacker:
         self._scratch: torch.Tensor | None = None
         self._planes: Any = None
 
-    def pack(self, data: torch.Tensor) -> memoryview:
-        """Pack one frame (1, 3 or 4 channels, any float dtype or native ``uint8``/``uint16`` samples, any device).
+    def pack(self, data: Any) -> memoryview:
+        """Pack one frame (1, 3 or 4 channels, any float dtype or native ``uint8``/``uint16`` samples, any device;
+        native samples may be a decoder's numpy array).
 
         Args:
             data: the frame; a fourth channel is alpha.
@@ -138,13 +179,12 @@ class PlanePacker:
         """
         peak = 65535.0 if self.high_bit_depth else 255.0
         channels, h, w = data.shape
-        order = ((0, 0),) if self.gray else {3: ((0, 1), (1, 2), (2, 0)), 4: ((0, 1), (1, 2), (2, 0), (3, 3))}.get(
-            channels, ((0, 0), (1, 0), (2, 0)))
-        if not data.is_floating_point():  # native samples: at most a change of depth, then reordered
+        order = self._order(channels)
+        if is_native(data):  # native samples: at most a change of depth, then reordered
             return self._pack_samples(self._native(data), order)
         if data.device.type != "cpu":
             return self._pack_samples(narrow(data, 16 if self.high_bit_depth else 8), order)
-        import numpy as np
+        import torch
 
         if self._scratch is None or self._scratch.shape != data.shape:
             self._scratch = torch.empty(data.shape, dtype=torch.float32)
@@ -163,22 +203,47 @@ class PlanePacker:
             np.copyto(self._planes[dst], src[channel], casting="unsafe")
         return memoryview(self._planes).cast("B")
 
-    def _native(self, data: torch.Tensor) -> torch.Tensor:
+    def views(self, data: Any) -> list[memoryview]:
+        """The frame's bytes as buffers to write one after another: for native samples on the CPU at this
+        packer's depth, its planes themselves, in the file's order (no copy: a 1080p frame is 6 MB a pass);
+        otherwise :meth:`pack`'s one buffer (valid until the next call)."""
+        if is_native(data) and not self.gray:
+            arr = data if is_array(data) else (data.numpy() if data.device.type == "cpu" else None)
+            if arr is not None and (arr.dtype.itemsize == 2) == self.high_bit_depth:
+                planes = [arr[channel] for _dst, channel in self._order(arr.shape[0])]
+                if all(p.flags.c_contiguous for p in planes):
+                    return [memoryview(p).cast("B") for p in planes]
+        return [self.pack(data)]
+
+    def _order(self, channels: int) -> tuple[tuple[int, int], ...]:
+        """(plane, channel) pairs: the file's planes (G, B, R, alpha) and the frame's channel each comes from."""
+        if self.gray:
+            return ((0, 0),)
+        return {3: ((0, 1), (1, 2), (2, 0)), 4: ((0, 1), (1, 2), (2, 0), (3, 3))}.get(channels, ((0, 0), (1, 0), (2, 0)))
+
+    def _native(self, data: Any) -> Any:
         """Native samples at this packer's depth: 8 -> 16 bits is x * 257 (exact: 255 -> 65535), 16 -> 8 bits is
         round(x * 255 / 65535), which is what the float path gives (x * 255 / 65535 never ends in .5)."""
-        source16 = data.dtype == torch.uint16
+        source16 = data.dtype.itemsize == 2 if is_array(data) else data.element_size() == 2
         if source16 == self.high_bit_depth:
             return data
+        if is_array(data):
+            wide = data.astype(np.int32)
+            if self.high_bit_depth:
+                return (wide * 257).astype(np.uint16)
+            return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        import torch
+
         wide = data.to(torch.int32)
         if self.high_bit_depth:
             return (wide * 257).to(torch.uint16)
         return ((wide * 255 + 32767) // 65535).to(torch.uint8)
 
-    def _pack_samples(self, data: torch.Tensor, order: tuple[tuple[int, int], ...]) -> memoryview:
-        import numpy as np
-
+    def _pack_samples(self, data: Any, order: tuple[tuple[int, int], ...]) -> memoryview:
         _, h, w = data.shape
-        if data.device.type != "cpu":
+        if not is_array(data) and data.device.type != "cpu":
+            import torch
+
             packed = torch.empty((len(order), h, w), dtype=data.dtype, device=data.device)
             for dst, channel in order:
                 packed[dst].copy_(data[channel])
@@ -186,7 +251,7 @@ class PlanePacker:
         if self._planes is None or self._planes.shape != (len(order), h, w):
             self._scratch = None
             self._planes = np.empty((len(order), h, w), dtype=np.uint16 if self.high_bit_depth else np.uint8)
-        src = data.numpy()
+        src = data if is_array(data) else data.numpy()
         for dst, channel in order:
             np.copyto(self._planes[dst], src[channel])
         return memoryview(self._planes).cast("B")

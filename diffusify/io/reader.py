@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from diffusify.core.errors import one_line
 from diffusify.core.frame import Frame
@@ -45,7 +45,8 @@ class VideoReader:
     """Iterate over the frames of a video file as :class:`~diffusify.core.frame.Frame` objects.
 
     Each frame's ``data`` is a float32 ``(3, H, W)`` RGB tensor in [0, 1] on ``device`` (with ``native``, the
-    decoded samples as they are: ``uint8``, or ``uint16`` for 16-bit decoding); ``index`` counts from
+    decoded samples as they are: ``uint8``, or ``uint16`` for 16-bit decoding, as a numpy array on the CPU, where
+    torch is then never imported, else as a tensor on ``device``); ``index`` counts from
     0 at ``start``; ``pts`` is the source presentation time minus that of frame ``start`` (so the first frame
     has pts 0); ``meta["source_index"]`` is the frame's index in the file.
 
@@ -101,17 +102,17 @@ class VideoReader:
         self.start = start
         self.deinterlace = deinterlace_filter(info, deinterlace)
         self.end = end
-        import torch
-
         from diffusify.io.pixels import FrameBuffer
 
-        self.device = torch.device(device)
+        # a string, not a torch.device: decoding for the CPU needs no torch
+        self.device = str(device)
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
         self.stream: StreamInfo = video.replace(frames=None if end is None else end - start)
         self._width, self._height = video.width, video.height
         self._bytes_per_sample = 2 if self.high_bit_depth else 1
         self._frame_bytes = self._width * self._height * 3 * self._bytes_per_sample
-        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.type == "cuda")
+        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.startswith("cuda"))
+        self._direct = native and self.device == "cpu"  # samples read straight into each frame's numpy array
         self._proc: FFmpegProcess | None = None
         self._next = start
         self._start_pts = info.frame_time(start)
@@ -187,7 +188,7 @@ class VideoReader:
         args += ["-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]
         return args
 
-    def _start(self) -> tuple[FFmpegProcess, torch.Tensor | None]:
+    def _start(self) -> tuple[FFmpegProcess, Any]:
         """Start the decoder and read the first frame, checking that the seek landed on ``start``."""
         expected = self._absolute_ticks(self.start) if self.start > 0 else None
         # Demuxers without an index (MPEG-TS, elementary streams) can land after the keyframe that the wanted
@@ -237,10 +238,13 @@ class VideoReader:
                 return int(match.group(1)) if match else None
             time.sleep(0.002)
 
-    def _read_frame_bytes(self, proc: FFmpegProcess) -> torch.Tensor | None:
+    def _read_frame_bytes(self, proc: FFmpegProcess) -> Any:
         stdout = proc.proc.stdout
         assert stdout is not None
-        buf, got = self._buffer.read(stdout)
+        if self._direct:
+            buf, got = self._buffer.read_samples(stdout, self._height, self._width, self.high_bit_depth)
+        else:
+            buf, got = self._buffer.read(stdout)
         if got == self._frame_bytes:
             return buf
         if got:
@@ -273,8 +277,11 @@ class VideoReader:
             raise StopIteration
         from diffusify.io.pixels import planes_to_samples, planes_to_tensor
 
-        to_tensor = planes_to_samples if self.native else planes_to_tensor
-        data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
+        if self._direct:
+            data = buf
+        else:
+            to_tensor = planes_to_samples if self.native else planes_to_tensor
+            data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
         source_index = self._next
         pts = self.info.frame_time(source_index) - self._start_pts
         frame = Frame(source_index - self.start, Fraction(pts), data, {"source_index": source_index})

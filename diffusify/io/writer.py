@@ -332,12 +332,12 @@ class VideoWriter:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def _send(self, data: bytes | memoryview, *, frame_index: int) -> None:
+    def _send(self, *data: bytes | memoryview, frame_index: int) -> None:
         proc = self._proc
         if proc is None or proc.proc.stdin is None or proc.proc.stdin.closed:
             raise MediaError(f"{self.path}: the writer is closed")
         try:
-            proc.proc.stdin.write(data)
+            proc.send(*data)
         except (BrokenPipeError, ValueError, OSError):
             rc = proc.finish(timeout=30)
             self._proc = None
@@ -354,11 +354,13 @@ class VideoWriter:
             )
         return f"{self.path}: ffmpeg failed {where} (exit {rc}): {reason}"
 
-    def _frame_bytes_of(self, frame: Frame) -> memoryview:
-        data = frame.data.detach()
-        if data.dim() == 4 and data.shape[0] == 1:
+    def _frame_bytes_of(self, frame: Frame) -> list[memoryview]:
+        data = frame.data  # a tensor, or a decoder's numpy array of samples
+        if hasattr(data, "detach"):
+            data = data.detach()
+        if data.ndim == 4 and data.shape[0] == 1:
             data = data[0]
-        if data.dim() != 3:
+        if data.ndim != 3:
             raise MediaError(
                 f"{self.path}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)"
             )
@@ -375,7 +377,7 @@ class VideoWriter:
                              "for RGB with alpha (4)")
         elif channels not in (1, 3, 4):
             raise MediaError(f"{self.path}: frame {frame.index} has {channels} channels, expected 1, 3 or 4")
-        return self._packer.pack(data)
+        return self._packer.views(data)
 
     def write(self, frame: Frame) -> None:
         """Encode one frame.
@@ -401,11 +403,11 @@ class VideoWriter:
                     f"{self.path}: frame {frame.index} timestamp {float(pts):.6f} s does not increase "
                     f"(previous {float(self._last_pts or 0):.6f} s)"
                 )
-            self._send(self._mkv.frame_prefix(ticks, len(payload)), frame_index=frame.index)
-            self._send(payload, frame_index=frame.index)
+            self._send(self._mkv.frame_prefix(ticks, sum(v.nbytes for v in payload)), *payload,
+                       frame_index=frame.index)
             self._last_ticks = ticks
         else:
-            self._send(payload, frame_index=frame.index)
+            self._send(*payload, frame_index=frame.index)
         if self._first_pts is None:
             self._first_pts = Fraction(frame.pts)
         self._last_pts = Fraction(frame.pts)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from diffusify.core.frame import Frame, Window
 from diffusify.core.stream import StreamInfo
-from diffusify.ops.samples import is_native
+from diffusify.ops.samples import as_tensor, is_native
 from diffusify.ops.samples import widen as widen_samples
 
 if TYPE_CHECKING:
@@ -314,6 +314,8 @@ class Processor:
         native: True for processors that take frames at their native depth as they come (``uint8``/``uint16``
             samples from a decoder, or float32): crops, stacks, writers. For all others the base class widens
             native samples to float32 in [0, 1] once, on the processor's device, before ``_process`` sees them.
+            Filters always get tensors; a native sink's :meth:`write` gets the data as it comes, which from a
+            CPU decoder is a numpy array of samples (:func:`diffusify.ops.samples.as_tensor` wraps it).
 
     The filter contract: :meth:`push` takes one input frame set (one frame per port, same index; a
     :class:`Window` for window processors) and returns any number of output frames, each with its own ``pts``
@@ -434,6 +436,13 @@ class Processor:
         integer path), so the plan counts it as widening nothing. Default: ``native``. A native processor whose
         parameters need float (a colour change that mixes channels) widens in ``_process`` and says False here."""
         return cls.native
+
+    @classmethod
+    def torch_free(cls, params: Any, *, device: str, widen_output: bool) -> bool:
+        """Whether the node, with these parameters and its frames going to ``device``, runs without torch when
+        every node upstream does: a decoder handing numpy samples on, a writer packing whatever it gets. A plan
+        of such nodes alone never imports torch (most of a short run's start-up); the default is False."""
+        return False
 
     @classmethod
     def infer_stream(cls, params: Any, inputs: Mapping[str, StreamInfo], ctx: PlanContext) -> StreamInfo | None:
@@ -693,15 +702,15 @@ def _to_host(data: torch.Tensor, depth: int | None) -> torch.Tensor:
 
 
 def _on_device(frames: Mapping[str, Frame], dev: torch.device, *, widen: bool = True) -> dict[str, Frame]:
-    """The frames with their tensors on ``dev``, native samples widened to float32 there (unless ``widen`` is
-    False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels; from
+    """The frames with their tensors on ``dev`` (numpy arrays of samples become tensors), native samples widened
+    to float32 there (unless ``widen`` is False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels; from
     page-locked memory without blocking); a copy back to the CPU waits for its data, since the CPU reads it at
     once. A tensor on the GPU already is marked as used by the current stream: it may have been made on another
     one (another replica's, or the default stream), and the caching allocator must not give its memory back to
     that stream before this consumer's queued work on it has run."""
     out = {}
     for p, f in frames.items():
-        data = f.data
+        data = as_tensor(f.data)  # a decoder's numpy array of samples, wrapped without a copy
         if data.device != dev:
             data = data.to(dev, non_blocking=dev.type == "cuda")
         elif data.is_cuda:

@@ -122,12 +122,16 @@ class NullSink(Processor):
     native = True
 
     @classmethod
+    def torch_free(cls, params: NoParams, *, device: str, widen_output: bool) -> bool:
+        return True
+
+    @classmethod
     def segmenting(cls, params: NoParams, inputs: Mapping[str, StreamInfo],
                    output: StreamInfo | None) -> SegmentRule | str:
         return SegmentRule()
 
     def write(self, frame: Frame) -> None:
-        if frame.data.is_cuda:
+        if getattr(frame.data, "is_cuda", False):  # a decoder's numpy array is on the CPU
             import torch
 
             # wait for the kernels that produced it (issued before it was queued, on the device's default

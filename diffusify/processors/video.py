@@ -114,6 +114,11 @@ class VideoRead(Processor):
         return ("torchcodec",) if params is not None and params.decode == "nvdec" else ()
 
     @classmethod
+    def torch_free(cls, params: VideoReadParams, *, device: str, widen_output: bool) -> bool:
+        """Decoding through the ffmpeg pipe for the CPU, handing samples on as they are, needs no torch."""
+        return params.decode != "nvdec" and device == "cpu" and not widen_output
+
+    @classmethod
     def infer_stream(cls, params: VideoReadParams, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
         info = _probe(params.path)
@@ -283,6 +288,12 @@ class VideoWrite(Processor):
     @classmethod
     def paths(cls, params: VideoWriteParams) -> tuple[list[str], list[str]]:
         return [], [params.path]
+
+    @classmethod
+    def torch_free(cls, params: VideoWriteParams, *, device: str, widen_output: bool) -> bool:
+        """Native samples from a CPU decoder are packed without torch (tensors come only from nodes that import
+        it)."""
+        return True
 
     @classmethod
     def sample_depth(cls, params: VideoWriteParams, inputs: Mapping[str, StreamInfo]) -> int | None:

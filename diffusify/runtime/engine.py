@@ -112,10 +112,13 @@ class Engine:
     """Runs a :class:`Plan` in this process. Create one per run; several may run at once in one process."""
 
     def __init__(self, plan: Plan, *, hooks: Iterable[Hook] = (), progress_interval: float = 1.0):
-        # Frames are torch tensors. Import it here, not in the first worker: a plan of ffmpeg-backed nodes has not
-        # needed it yet, and every worker would otherwise wait on the import lock inside the timed run (measured:
-        # 1.5 s on 2 cores, 3 s on a 16-core machine before the first frame).
-        import torch  # noqa: F401
+        # Frames are torch tensors (but where every node is torch-free: a decoder's numpy samples straight to
+        # writers). Import it here, not in the first worker: a plan of ffmpeg-backed nodes has not needed it yet,
+        # and every worker would otherwise wait on the import lock inside the timed run (measured: 1.5 s on 2
+        # cores, 3 s on a 16-core machine before the first frame).
+        self.needs_torch = plan.needs_torch
+        if self.needs_torch:
+            import torch  # noqa: F401
 
         self.plan = plan
         self.hooks = list(hooks)
@@ -259,8 +262,9 @@ class Engine:
         proc = st.processors[0]
         frame_no: int | None = None
         try:
-            self._worker_threads(st)
             st.setup(proc)
+            if not st.plan.torch_free:  # a decoder handing numpy samples on does not wait for torch
+                self._worker_threads(st)
             it = iter(proc.frames(self.stop_event))
             while not self.stop_event.is_set():
                 t0 = time.perf_counter()
@@ -332,8 +336,8 @@ class Engine:
         keep = self.plan.options.keep
         kept = 0
         try:
-            self._worker_threads(st)
             st.setup(proc)
+            self._worker_threads(st)
             while True:
                 got = self._read_set(st)  # a sink's other ports (a matte beside the picture) join by index
                 if got is None:
@@ -371,7 +375,7 @@ class Engine:
         CPU time. Not when a neural node computes on the CPU (in this run or another in the process): lowering
         the thread count in any thread then slows that node's kernels (about 1.15 vs 0.62 fps for the bundled
         model), which costs far more."""
-        if not st.plan.cls.resources.heavy and not self._cpu_heavy and not _cpu_heavy_runs:
+        if self.needs_torch and not st.plan.cls.resources.heavy and not self._cpu_heavy and not _cpu_heavy_runs:
             import torch
 
             torch.set_num_threads(1)

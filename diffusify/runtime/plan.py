@@ -51,6 +51,12 @@ class NodePlan:
     def replicas(self) -> int:
         return len(self.devices)
 
+    @property
+    def torch_free(self) -> bool:
+        """The node makes no tensors and takes none from torch-free nodes (see :meth:`Processor.torch_free`)."""
+        return self.cls.torch_free(self.params, device=self.output_device or self.devices[0],
+                                   widen_output=self.widen_output)
+
 
 @dataclass
 class Plan:
@@ -72,6 +78,12 @@ class Plan:
     graph: Graph | None = None
     options: RunOptions = field(default_factory=RunOptions)
     existing: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def needs_torch(self) -> bool:
+        """Whether any node makes or takes torch tensors. A plan that only decodes on the CPU and writes (a
+        transcode, a trim) carries the decoder's numpy samples and never imports torch."""
+        return not all(n.torch_free for n in self.nodes.values())
 
     def processors(self, nid: str) -> list[Processor]:
         """One processor instance per replica of node ``nid``, given its device and the run options."""
