@@ -134,6 +134,50 @@ nodes:
     assert diffusify.plan(recipe("grade", "float.mkv"), overwrite=True)[0].needs_torch
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_image_sequences_in_and_out_never_import_torch_and_match_the_float_path(tmp_path, bits):
+    """video -> images and images -> video carry samples as numpy arrays (a depth change to 16 bits on the way):
+    the process never imports torch, and the images and the video are those the float path writes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def recipes(tag: str, grade: bool) -> tuple[str, str]:
+        mid = "\n  grade: {type: resize, input: src, with: {width: 480, height: 270}}" if grade else ""
+        head = "grade" if grade else "src"
+        out = f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{SAMPLE}", end: 4}}}}{mid}
+  out: {{type: image.write, input: {head}, with: {{path: "{tmp_path / tag}", bit_depth: {bits}}}}}
+"""
+        back = f"""
+version: 1
+nodes:
+  src: {{type: image.read, with: {{path: "{tmp_path / tag}"}}}}{mid}
+  out: {{type: video.write, input: {head}, with: {{path: "{tmp_path / tag}.mkv", codec: ffv1,
+        pix_fmt: {'gbrp16le' if bits == 16 else 'bgr0'}}}}}
+"""
+        return out, back
+
+    files = []
+    for i, text in enumerate(recipes("native", grade=False)):
+        files.append(tmp_path / f"r{i}.yaml")
+        files[-1].write_text(text)
+    code = ("import json, sys, diffusify; frames = [diffusify.run(r)['frames'] for r in sys.argv[1:]]; "
+            "print(json.dumps([frames, 'torch' in sys.modules]))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code, *map(str, files)], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert json.loads(out) == [[4, 4], False]
+    for text in recipes("float", grade=True):
+        diffusify.run(text)
+    native, floated = sorted((tmp_path / "native").iterdir()), sorted((tmp_path / "float").iterdir())
+    assert len(native) == 4 and [p.read_bytes() for p in native] == [p.read_bytes() for p in floated]
+    assert framemd5(tmp_path / "native.mkv")[0] == framemd5(tmp_path / "float.mkv")[0]
+
+
 def test_computing_nodes_get_float32_and_native_ones_get_samples(registry):
     diffusify.run(f"""
 version: 1

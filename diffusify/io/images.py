@@ -17,7 +17,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from diffusify.core.stream import StreamInfo
 from diffusify.io.errors import MediaError
@@ -176,6 +176,8 @@ class ImageSequenceReader:
         end: image index to stop before, None for all.
         high_bit_depth: decode through 16 bits; None decides from the first image.
         device: where the tensors are put.
+        native: hand frames over as ``uint8``/``uint16`` samples, not widened to float: a numpy array on the
+            CPU (torch is then never imported), else a tensor on ``device``.
 
     Raises:
         MediaError: no images, a range outside the sequence, or images of different sizes.
@@ -190,9 +192,8 @@ class ImageSequenceReader:
         end: int | None = None,
         high_bit_depth: bool | None = None,
         device: str | torch.device = "cpu",
+        native: bool = False,
     ) -> None:
-        import torch
-
         from diffusify.io.pixels import FrameBuffer
 
         self.source = os.fspath(pattern_or_dir)
@@ -212,7 +213,9 @@ class ImageSequenceReader:
         self._pix_fmt = first.pix_fmt
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
         self.stream: StreamInfo = video.replace(frames=len(self.files), fps=self.fps, vfr=False)
-        self.device = torch.device(device)
+        self.device = str(device)  # a string, not a torch.device: reading for the CPU needs no torch
+        self.native = native
+        self._direct = native and self.device == "cpu"  # samples read straight into each frame's numpy array
         self._width, self._height = video.width, video.height
         for path in self.files[1:]:
             size = _image_size(path)
@@ -222,7 +225,7 @@ class ImageSequenceReader:
                     "all images must have one size"
                 )
         self._frame_bytes = self._width * self._height * 3 * (2 if self.high_bit_depth else 1)
-        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.type == "cuda")
+        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.startswith("cuda"))
         self._proc: FFmpegProcess | None = None
         self._list: str | None = None
         self._next = 0
@@ -261,14 +264,17 @@ class ImageSequenceReader:
 
     def __next__(self) -> Frame:
         from diffusify.core.frame import Frame
-        from diffusify.io.pixels import planes_to_tensor
+        from diffusify.io.pixels import planes_to_samples, planes_to_tensor
 
         if self._next >= len(self.files):
             self.close()
             raise StopIteration
         proc = self._proc or self._spawn()
         assert proc.proc.stdout is not None
-        buf, got = self._buffer.read(proc.proc.stdout)
+        if self._direct:
+            buf, got = self._buffer.read_samples(proc.proc.stdout, self._height, self._width, self.high_bit_depth)
+        else:
+            buf, got = self._buffer.read(proc.proc.stdout)
         if got != self._frame_bytes:
             rc = proc.finish()
             reason = proc.tail()
@@ -277,7 +283,11 @@ class ImageSequenceReader:
             raise MediaError(
                 f"{name}: cannot decode image {self.start + self._next} (ffmpeg exit {rc}: {reason})"
             )
-        data = planes_to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
+        if self._direct:
+            data = buf
+        else:
+            to_tensor = planes_to_samples if self.native else planes_to_tensor
+            data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
         index = self._next
         self._next += 1
         return Frame(index, index / self.fps, data, {"source_index": self.start + index})
@@ -300,6 +310,18 @@ class ImageSequenceReader:
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.proc.poll() is None:
             proc.kill()
+
+
+def _interleaved(samples: Any) -> Any:
+    """``(C, H, W)`` samples (a tensor on any device, or a numpy array) as a contiguous ``(H, W, C)`` numpy array,
+    the order of ffmpeg's packed formats."""
+    import numpy as np
+
+    from diffusify.ops.samples import is_array
+
+    if is_array(samples):
+        return np.ascontiguousarray(samples.transpose(1, 2, 0))
+    return samples.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 class ImageSequenceWriter:
@@ -395,22 +417,27 @@ class ImageSequenceWriter:
         """Write one frame as the next image.
 
         Args:
-            frame: ``(C, H, W)`` float tensor in [0, 1]; C is 1 (gray), 3 (RGB) or 4 (RGBA: alpha kept when the
-                writer was opened for a 4-channel stream, dropped otherwise).
+            frame: ``(C, H, W)`` float tensor in [0, 1], or native ``uint8``/``uint16`` samples (a tensor, or a
+                decoder's numpy array: written without torch, the bytes the float path would write); C is 1
+                (gray), 3 (RGB) or 4 (RGBA: alpha kept when the writer was opened for a 4-channel stream, dropped
+                otherwise).
 
         Raises:
             MediaError: a frame of another size than the first, or ffmpeg failed.
         """
-        import torch
-
         if self._closed:
             raise MediaError(f"{self.pattern}: write() after close()")
-        from diffusify.ops.samples import widen
+        import numpy as np
 
-        data = widen(frame.data).detach()
-        if data.dim() == 4 and data.shape[0] == 1:
+        from diffusify.io.pixels import samples_at_depth
+        from diffusify.ops.samples import is_array, is_native, widen
+
+        data = frame.data  # a tensor, or a decoder's numpy array of samples
+        if hasattr(data, "detach"):
+            data = data.detach()
+        if data.ndim == 4 and data.shape[0] == 1:
             data = data[0]
-        if data.dim() != 3 or data.shape[0] not in (1, 3, 4):
+        if data.ndim != 3 or data.shape[0] not in (1, 3, 4):
             raise MediaError(
                 f"{self.pattern}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)"
             )
@@ -427,21 +454,30 @@ class ImageSequenceWriter:
         proc = self._proc or self._spawn(width, height, self._gray)
         if self._gray:
             if data.shape[0] >= 3:
+                import torch
+
                 # An RGB frame into a gray sequence is reduced with BT.709 luma weights.
+                data = widen(data)
                 weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=data.device)
                 data = (data[:3].float() * weights[:, None, None]).sum(0, keepdim=True)
         elif self._alpha:
             if data.shape[0] != 4:
                 raise MediaError(f"{self.pattern}: frame {frame.index} has {data.shape[0]} channels, the sequence "
                                  "was opened for RGB with alpha (4)")
+        elif data.shape[0] >= 3:
+            data = data[:3]
+        else:  # one channel into RGB images: the same samples in each
+            data = np.broadcast_to(data, (3, height, width)) if is_array(data) else data.expand(3, -1, -1)
+        if is_native(data):
+            packed = _interleaved(samples_at_depth(data, self._high))  # what the float path below gives, exactly
         else:
-            data = data[:3] if data.shape[0] >= 3 else data.expand(3, -1, -1)
-        peak = 65535.0 if self._high else 255.0
-        scaled = torch.nan_to_num(data.float(), nan=0.0).clamp(0.0, 1.0).mul(peak).round_()
-        packed = scaled.to(torch.uint16 if self._high else torch.uint8).permute(1, 2, 0).contiguous().cpu()
-        assert proc.proc.stdin is not None
+            import torch
+
+            peak = 65535.0 if self._high else 255.0
+            scaled = torch.nan_to_num(data.float(), nan=0.0).clamp(0.0, 1.0).mul(peak).round_()
+            packed = _interleaved(scaled.to(torch.uint16 if self._high else torch.uint8))
         try:
-            proc.proc.stdin.write(memoryview(packed.numpy()).cast("B"))
+            proc.send(packed)
         except (BrokenPipeError, ValueError, OSError):
             rc = proc.finish(timeout=30)
             reason = proc.tail()

@@ -22,7 +22,7 @@ from diffusify.ops.samples import as_tensor, is_array, is_native, narrow
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor"]
+__all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor", "samples_at_depth"]
 
 
 class FrameBuffer:
@@ -148,6 +148,26 @@ def _rgb_from_gbr(planes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
+def samples_at_depth(data: Any, high_bit_depth: bool) -> Any:
+    """Native samples (a tensor or a numpy array) at 8 bits, or 16 with ``high_bit_depth``: 8 -> 16 bits is
+    x * 257 (exact: 255 -> 65535), 16 -> 8 bits is round(x * 255 / 65535), which is what widening and a writer's
+    rounding give (x * 255 / 65535 never ends in .5). Samples at that depth already come back as they are."""
+    source16 = data.dtype.itemsize == 2 if is_array(data) else data.element_size() == 2
+    if source16 == high_bit_depth:
+        return data
+    if is_array(data):
+        wide = data.astype(np.int32)
+        if high_bit_depth:
+            return (wide * 257).astype(np.uint16)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    import torch
+
+    wide = data.to(torch.int32)
+    if high_bit_depth:
+        return (wide * 257).to(torch.uint16)
+    return ((wide * 255 + 32767) // 65535).to(torch.uint8)
+
+
 class PlanePacker:
     """Float RGB ``(3, H, W)`` frames in [0, 1] to planar GBR bytes: clamped, scaled, rounded (NaN becomes 0).
 
@@ -181,7 +201,7 @@ class PlanePacker:
         channels, h, w = data.shape
         order = self._order(channels)
         if is_native(data):  # native samples: at most a change of depth, then reordered
-            return self._pack_samples(self._native(data), order)
+            return self._pack_samples(samples_at_depth(data, self.high_bit_depth), order)
         if data.device.type != "cpu":
             return self._pack_samples(narrow(data, 16 if self.high_bit_depth else 8), order)
         import torch
@@ -220,24 +240,6 @@ class PlanePacker:
         if self.gray:
             return ((0, 0),)
         return {3: ((0, 1), (1, 2), (2, 0)), 4: ((0, 1), (1, 2), (2, 0), (3, 3))}.get(channels, ((0, 0), (1, 0), (2, 0)))
-
-    def _native(self, data: Any) -> Any:
-        """Native samples at this packer's depth: 8 -> 16 bits is x * 257 (exact: 255 -> 65535), 16 -> 8 bits is
-        round(x * 255 / 65535), which is what the float path gives (x * 255 / 65535 never ends in .5)."""
-        source16 = data.dtype.itemsize == 2 if is_array(data) else data.element_size() == 2
-        if source16 == self.high_bit_depth:
-            return data
-        if is_array(data):
-            wide = data.astype(np.int32)
-            if self.high_bit_depth:
-                return (wide * 257).astype(np.uint16)
-            return ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        import torch
-
-        wide = data.to(torch.int32)
-        if self.high_bit_depth:
-            return (wide * 257).to(torch.uint16)
-        return ((wide * 255 + 32767) // 65535).to(torch.uint8)
 
     def _pack_samples(self, data: Any, order: tuple[tuple[int, int], ...]) -> memoryview:
         _, h, w = data.shape

@@ -383,7 +383,8 @@ class VideoWriter:
         """Encode one frame.
 
         Args:
-            frame: RGB ``(3, H, W)`` (or 1-channel, or RGBA whose alpha is dropped) float tensor in [0, 1].
+            frame: RGB ``(3, H, W)`` (or 1-channel, or RGBA whose alpha is dropped) float tensor in [0, 1], or
+                native ``uint8``/``uint16`` samples (a tensor, or a decoder's numpy array: packed without torch).
 
         Raises:
             MediaError: wrong frame size, timestamps going backwards, or ffmpeg failed.

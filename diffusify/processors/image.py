@@ -40,8 +40,9 @@ class ImageReadParams(Params):
 class ImageRead(Processor):
     """Read a PNG, TIFF, JPEG, WebP or BMP image sequence (sorted by name) as RGB frames.
 
-    Output: ``(3, H, W)`` float32 in [0, 1] on its consumers' device; 16-bit images keep their precision; gray and RGBA are
-    converted to RGB. Every image must have the first image's size.
+    Output: ``(3, H, W)`` RGB on its consumers' device (native 8/16-bit samples until a node computes, then float32
+    in [0, 1]); 16-bit images keep their precision; gray and RGBA are converted to RGB. Every image must have the
+    first image's size.
     """
 
     type_name = "image.read"
@@ -73,6 +74,11 @@ class ImageRead(Processor):
         return stream.replace(frames=frames, origin=Origin(ctx.node, params.path, streams=False))
 
     @classmethod
+    def torch_free(cls, params: ImageReadParams, *, device: str, widen_output: bool) -> bool:
+        """Decoding for the CPU, handing samples on as they are, needs no torch."""
+        return device == "cpu" and not widen_output
+
+    @classmethod
     def paths(cls, params: ImageReadParams) -> tuple[list[str], list[str]]:
         return [params.path], []
 
@@ -94,7 +100,7 @@ class ImageRead(Processor):
         first = segment.clip(self.params.start, self.params.end)[0] if segment else self.params.start
         self._reader = ImageSequenceReader(self.params.path, fps=parse_fps(self.params.fps), start=first,
                                            end=None if frames is None else first + frames,
-                                           device=self.output_device)
+                                           device=self.output_device, native=not self.widen_output)
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for frame in self._reader:
@@ -131,6 +137,11 @@ class ImageWrite(Processor):
     inputs = (Port("input", "any"),)
     optional_inputs = (Port("alpha", "mask"),)
     native = True
+
+    @classmethod
+    def torch_free(cls, params: ImageWriteParams, *, device: str, widen_output: bool) -> bool:
+        """Native samples from a CPU decoder are interleaved and written without torch."""
+        return True
 
     @classmethod
     def paths(cls, params: ImageWriteParams) -> tuple[list[str], list[str]]:
