@@ -122,12 +122,22 @@ nodes:
 """
     transcode = tmp_path / "transcode.yaml"
     transcode.write_text(recipe("src", "native.mkv"))
+    graded = tmp_path / "graded.yaml"
+    graded.write_text(recipe("grade", "graded.mkv"))
     code = ("import json, sys, diffusify; s = diffusify.run(sys.argv[1]); "
-            "print(json.dumps([s['frames'], 'torch' in sys.modules]))")
+            "print(json.dumps([s['frames'], 'torch' in sys.modules, s['torch_import_seconds'], "
+            "s['first_frame_seconds']]))")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # as on a machine without a GPU, whatever this one has
-    out = subprocess.run([sys.executable, "-c", code, str(transcode)], capture_output=True, text=True, env=env,
-                         check=True).stdout.strip().splitlines()[-1]
-    assert json.loads(out) == [9, False]
+
+    def run_fresh(path: Path) -> list:
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                             check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    assert run_fresh(transcode)[:3] == [9, False, 0.0]
+    # a graph that computes imports torch in the run, and says how long that took of its first frame's wait
+    frames, imported, took, first = run_fresh(graded)
+    assert (frames, imported) == (9, True) and 0 < took <= first
     diffusify.run(recipe("grade", "float.mkv"))
     assert framemd5(tmp_path / "native.mkv")[0] == framemd5(tmp_path / "float.mkv")[0]
     assert not diffusify.plan(str(transcode), overwrite=True)[0].needs_torch
