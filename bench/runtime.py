@@ -3,8 +3,9 @@
     python bench/runtime.py overhead [--device cuda] [--repeat 3]  # 6-node graph vs ffmpeg, 1080p 300 frames
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
-    python bench/runtime.py startup [--repeat 5]  # one 1080p frame read -> write, the whole command vs the pipe pair
+    python bench/runtime.py startup [--repeat 5]  # one 1080p frame: a transcode and a colour graph vs the pipe pair
     python bench/runtime.py nodes [--repeat 5]    # the 6-node graph's node work on a 1080p frame: float vs native
+    python bench/runtime.py against ../before [--repeat 4]  # the 6-node graph: another checkout vs this one
     python bench/runtime.py all
 
 Each figure runs its baseline in the same invocation and prints the ratio.
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from bench._clips import make_clip  # noqa: E402
 
 CODEC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
@@ -50,14 +52,61 @@ def _run_cli(recipe: str, *extra: str) -> dict:
     return next(e for e in events if e["event"] == "finished")["summary"]
 
 
-def _identity(clip: Path, out: Path) -> str:
-    """read -> write: the engine's frame interface and nothing else."""
+def _identity(clip: Path, out: Path, middle: str = "") -> str:
+    """read -> write: the engine's frame interface and nothing else (with ``middle``, the type and parameters of a
+    node ``mid`` between the two)."""
+    mid = f"\n          mid: {{{middle}, input: src}}" if middle else ""
     return f"""
         version: 1
         nodes:
-          src: {{type: video.read, with: {{path: "{clip}"}}}}
-          out: {{type: video.write, input: src, with: {{path: "{out}", {_WRITE}}}}}
+          src: {{type: video.read, with: {{path: "{clip}"}}}}{mid}
+          out: {{type: video.write, input: {'mid' if middle else 'src'}, with: {{path: "{out}", {_WRITE}}}}}
     """
+
+
+def _six_node(clip: Path, out: Path) -> str:
+    """read -> {color, crop} -> blend -> color -> write, with adjustments below a quarter of an 8-bit level."""
+    return f"""
+        version: 1
+        nodes:
+          src:   {{type: video.read, with: {{path: "{clip}"}}}}
+          warm:  {{type: color, input: src, with: {{brightness: 0.001}}}}
+          cut:   {{type: crop, input: src, with: {{x: 0, y: 0}}}}
+          mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.5}}}}
+          grade: {{type: color, input: mix, with: {{contrast: 1.001}}}}
+          out:   {{type: video.write, input: grade, with: {{path: "{out}", {_WRITE}}}}}
+    """
+
+
+def against(other: str, repeat: int = 4) -> None:
+    """The 6-node graph with another checkout of the project (``other``: its folder, e.g. from ``git worktree add
+    ../before REV``) and with this one, alternated, each round against the pipe pair run just before: the change's
+    effect measured in the same rounds, as throughput (of the pipe pair) and CPU seconds."""
+    clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
+    trees = {"other": str(Path(other).resolve()), "this": str(ROOT)}
+    ratios: dict[str, list[float]] = {name: [] for name in trees}
+    cpus: dict[str, list[float]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        recipe = _recipe(tmp, _six_node(clip, tmp / "ours.mkv"))
+        for i in range(repeat):
+            pair = _piped(clip, tmp / "pair.mkv")[0]
+            for name in (list(trees) if i % 2 == 0 else list(reversed(trees))):
+                cpu0 = _children_cpu()
+                env = {**os.environ, "PYTHONPATH": trees[name]}
+                proc = subprocess.run([sys.executable, "-m", "diffusify", "run", recipe, "--json-events",
+                                       "--overwrite"], capture_output=True, text=True, check=True, env=env, cwd=tmp)
+                summary = next(json.loads(line) for line in proc.stdout.splitlines()
+                               if line.startswith('{"event": "finished"'))["summary"]
+                engine = summary["wall_seconds"] - summary.get("torch_import_seconds", 0.0)
+                ratios[name].append(pair / engine)
+                cpus[name].append(_children_cpu() - cpu0)
+            print(f"against: round {i + 1}: " + ", ".join(f"{n} {ratios[n][-1]:.3f} of the pipe pair "
+                                                         f"({cpus[n][-1]:.1f} CPU s)" for n in trees))
+    med = statistics.median
+    for name, tree in trees.items():
+        print(f"against: {name} ({tree}): 6-node graph / pipe pair median {med(ratios[name]):.3f}, "
+              f"CPU seconds median {med(cpus[name]):.1f}")
 
 
 def _children_cpu() -> float:
@@ -102,7 +151,8 @@ def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, flo
 
 def overhead(device: str, repeat: int = 1) -> None:
     """The 6-node graph and an identity graph (read -> write: the cost of the frame interface alone) against
-    bare ffmpeg, ``repeat`` times (each round measures its own baseline; the median ratio is the figure).
+    bare ffmpeg, ``repeat`` times (each round measures its own baseline; the median ratio is the figure). Each
+    graph's ratio to the ffmpeg pipe pair is against the mean of the pair's runs just before and just after it.
     Throughput is frames over the engine's wall time (the run without interpreter and torch start-up, printed
     separately); CPU seconds show where a machine without spare cores loses.
 
@@ -126,7 +176,6 @@ def overhead(device: str, repeat: int = 1) -> None:
 def _overhead_round(device: str) -> dict[str, float]:
     frames = 300
     clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=frames)
-    write = _WRITE
     print(f"overhead: {os.cpu_count()} CPU cores, nodes on {device}; 1080p, {frames} frames, x264 veryfast crf 20")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -138,27 +187,24 @@ def _overhead_round(device: str) -> dict[str, float]:
               f"-> ratio {bare / piped:.3f} (the frame interface without Python)")
         graphs = {
             "identity graph (read -> write)": _identity(clip, tmp / "id.mkv"),
-            "6-node graph (fan-out + merge)": f"""
-                version: 1
-                nodes:
-                  src:   {{type: video.read, with: {{path: "{clip}"}}}}
-                  warm:  {{type: color, input: src, with: {{brightness: 0.001}}}}
-                  cut:   {{type: crop, input: src, with: {{x: 0, y: 0}}}}
-                  mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.5}}}}
-                  grade: {{type: color, input: mix, with: {{contrast: 1.001}}}}
-                  out:   {{type: video.write, input: grade, with: {{path: "{tmp / 'ours.mkv'}", {write}}}}}
-            """,
+            "6-node graph (fan-out + merge)": _six_node(clip, tmp / "ours.mkv"),
         }
         for name, text in graphs.items():
             cpu0, t0 = _children_cpu(), time.perf_counter()
             summary = _run_cli(_recipe(tmp, text), "--device", device)
             wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
             engine = summary["wall_seconds"] - summary["torch_import_seconds"]  # start-up is measured apart
+            # the pipe pair again right after: each graph is held against the pair runs on either side of it, so a
+            # machine whose speed drifts within the round moves both sides alike
+            after, after_cpu = _piped(clip, tmp / "piped.mkv")
+            pair = (piped + after) / 2
             ratios[name] = bare / engine
-            ratios[f"{name} / pipe pair"] = piped / engine
+            ratios[f"{name} / pipe pair"] = pair / engine
             print(f"overhead: {name:<30} {frames / engine:6.1f} fps ({engine:.2f} s in the engine, {wall:.2f} s "
                   f"with start-up, {cpu:.1f} CPU s) -> ratio {bare / engine:.3f} (with start-up {bare / wall:.3f}); "
-                  f"{piped / engine:.3f} of the pipe pair")
+                  f"{pair / engine:.3f} of the pipe pair around it ({piped:.2f} s before, {after:.2f} s after, "
+                  f"{after_cpu:.1f} CPU s)")
+            piped = after
             busy = ", ".join(f"{n['id']} {n['busy_share']:.0%}" for n in summary["nodes"])
             print(f"overhead:   busy: {busy}; first frame after {summary['first_frame_seconds']:.2f} s")
     return ratios
@@ -299,13 +345,7 @@ def _phases(recipe: str) -> dict[str, float]:
 
 def _colour(clip: Path, out: Path) -> str:
     """read -> colour -> write: the smallest graph that computes, so it imports torch."""
-    return f"""
-        version: 1
-        nodes:
-          src:  {{type: video.read, with: {{path: "{clip}"}}}}
-          warm: {{type: color, input: src, with: {{brightness: 0.001}}}}
-          out:  {{type: video.write, input: warm, with: {{path: "{out}", {_WRITE}}}}}
-    """
+    return _identity(clip, out, "type: color, with: {brightness: 0.001}")
 
 
 def startup(repeat: int = 5) -> None:
@@ -353,7 +393,8 @@ def startup(repeat: int = 5) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "startup",
-                                                                     "nodes", "all"])
+                                                                     "nodes", "against", "all"])
+    parser.add_argument("other", nargs="?", help="for against: another checkout's folder")
     parser.add_argument("--device", default="cpu", help="devices of the overhead graph's nodes (cpu, cuda, auto)")
     parser.add_argument("--repeat", type=int, default=1, help="overhead rounds (median ratio reported)")
     args = parser.parse_args()
@@ -364,5 +405,9 @@ if __name__ == "__main__":
             startup(max(args.repeat, 3))
         elif name == "nodes":
             nodes(max(args.repeat, 3))
+        elif name == "against":
+            if not args.other:
+                parser.error("against needs the other checkout's folder")
+            against(args.other, max(args.repeat, 2))
         else:
             globals()[name]()
