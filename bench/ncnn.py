@@ -74,7 +74,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    images = [Image.fromarray(f.data.permute(1, 2, 0).numpy())
+    # native frames on the CPU are numpy arrays of samples, (3, H, W)
+    images = [Image.fromarray(f.data.transpose(1, 2, 0).copy())
               for f in VideoReader(str(CLIP), probe(CLIP), end=args.frames, native=True)]
     ncnn, busy, whole, recipe = [], [], [], []
     with tempfile.TemporaryDirectory() as d:

@@ -394,7 +394,7 @@ def test_nvdec_frames_are_close_to_the_ffmpeg_paths(tmp_path):
     with NvdecReader(str(clip), info, start=2, device="cuda:0", native=True) as r:
         got = [f for f in r]
     assert [(f.index, f.pts) for f in got] == [(f.index, f.pts) for f in ref]
-    a = torch.stack([f.data.float() for f in ref])
+    a = torch.stack([torch.from_numpy(f.data).float() for f in ref])  # the CPU reader's samples: numpy
     b = torch.stack([f.data.float().cpu() for f in got])
     assert got[0].data.is_cuda and got[0].data.dtype == torch.uint8
     mse = ((a - b) ** 2).mean().item()

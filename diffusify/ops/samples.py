@@ -43,7 +43,7 @@ def is_native(data: Any) -> bool:
     """The frame's data (a tensor, or a decoder's numpy array) holds integer samples (native depth), not float
     values in [0, 1]."""
     if is_array(data):
-        return data.dtype.kind in "ui"
+        return data.dtype.kind == "u"
     return not data.is_floating_point()
 
 

@@ -703,11 +703,11 @@ def _to_host(data: torch.Tensor, depth: int | None) -> torch.Tensor:
 
 def _on_device(frames: Mapping[str, Frame], dev: torch.device, *, widen: bool = True) -> dict[str, Frame]:
     """The frames with their tensors on ``dev`` (numpy arrays of samples become tensors), native samples widened
-    to float32 there (unless ``widen`` is False). A copy to a GPU is queued on the current stream (ordered before the processor's kernels; from
-    page-locked memory without blocking); a copy back to the CPU waits for its data, since the CPU reads it at
-    once. A tensor on the GPU already is marked as used by the current stream: it may have been made on another
-    one (another replica's, or the default stream), and the caching allocator must not give its memory back to
-    that stream before this consumer's queued work on it has run."""
+    to float32 there (unless ``widen`` is False). A copy to a GPU is queued on the current stream (ordered before
+    the processor's kernels; from page-locked memory without blocking); a copy back to the CPU waits for its
+    data, since the CPU reads it at once. A tensor on the GPU already is marked as used by the current stream: it
+    may have been made on another one (another replica's, or the default stream), and the caching allocator must
+    not give its memory back to that stream before this consumer's queued work on it has run."""
     out = {}
     for p, f in frames.items():
         data = as_tensor(f.data)  # a decoder's numpy array of samples, wrapped without a copy
