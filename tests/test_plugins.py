@@ -90,3 +90,21 @@ def test_registry_add_is_all_or_nothing_and_rejects_duplicates():
     assert "fresh" in reg and "fresh" not in default_registry()
     with pytest.raises(KeyError, match="did you mean 'resize'"):
         Registry(default_registry()).get("resise")
+
+
+def test_built_ins_are_imported_when_first_asked_for_and_each_is_listed_under_its_own_name():
+    from diffusify.processors.registry import _BUILTINS, builtin_processors
+
+    classes = builtin_processors()
+    assert sorted(c.type_name for c in classes) == sorted(_BUILTINS)  # every entry names its class's type
+    reg = Registry(lazy={"resize": ("diffusify.processors.geometry", "Crop")})
+    with pytest.raises(RegistryError, match="registers as 'crop', not 'resize'"):
+        reg.get("resize")
+    # validating a transcode imports the video family only
+    recipe = ("version: 1\nnodes:\n  src: {type: video.read, with: {path: examples/media/sample.mp4}}\n"
+              "  out: {type: video.write, input: src, with: {path: out/x.mkv}}\n")
+    code = ("import sys; from diffusify import api; v = api.check(sys.argv[1]); assert v.ok, v.problems; "
+            "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('diffusify.processors.')))")
+    out = subprocess.run([sys.executable, "-c", code, recipe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert out == "['base', 'registry', 'video']", out
