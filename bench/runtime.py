@@ -126,6 +126,7 @@ def _bare(clip: Path, out: Path) -> tuple[float, float]:
 def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, float]:
     """The engine's two ffmpeg ends alone, joined by a pipe: decode with the reader's conversion to planar RGB,
     encode with the writer's conversion from it, nothing in between (no Python). (wall seconds, CPU seconds)."""
+    from diffusify.io.ffmpeg import _widen_pipe
     from diffusify.io.formats import from_rgb_filter, to_rgb_filter
     from diffusify.io.probe import probe
 
@@ -141,8 +142,9 @@ def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, flo
               *CODEC, str(out)]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     decoder = subprocess.Popen(decode, stdout=subprocess.PIPE)
-    encoder = subprocess.Popen(encode, stdin=decoder.stdout)
     assert decoder.stdout is not None
+    _widen_pipe(decoder.stdout.fileno())  # the 1 MiB pipes the engine's ends get: the same frame interface
+    encoder = subprocess.Popen(encode, stdin=decoder.stdout)
     decoder.stdout.close()
     if encoder.wait() != 0 or decoder.wait() != 0:
         raise SystemExit("the piped ffmpeg pair failed")
