@@ -25,10 +25,23 @@ def _fail(message: str, code: int, *, fast: bool = False) -> None:
         sys.exit(code)
     try:
         click.echo(f"diffusify: {message}", err=True)
+    except OSError:  # a reader of our output went away; the exit code still tells
+        pass
+    _exit_now(code)
+
+
+def _exit_now(code: int, *, atexit_handlers: bool = False) -> None:
+    """Leave the command's process without the interpreter's teardown, its output flushed (and its atexit
+    handlers run first, if asked)."""
+    try:
         sys.stdout.flush()
         sys.stderr.flush()
     except OSError:  # a reader of our output went away; the exit code still tells
         pass
+    if atexit_handlers:
+        import atexit
+
+        atexit._run_exitfuncs()
     os._exit(code)
 
 
@@ -38,17 +51,8 @@ def _leave(code: int) -> None:
     teardown does not. With torch loaded that teardown takes about half a second (measured with
     ``bench/runtime.py startup``), all of it after the work is done. In-process callers (tests, an embedding app)
     just return."""
-    if not _STANDALONE:
-        return
-    import atexit
-
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # a reader of our output went away; the exit code still tells
-        pass
-    atexit._run_exitfuncs()
-    os._exit(code)
+    if _STANDALONE:
+        _exit_now(code, atexit_handlers=True)
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:

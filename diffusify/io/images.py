@@ -194,7 +194,7 @@ class ImageSequenceReader:
         device: str | torch.device = "cpu",
         native: bool = False,
     ) -> None:
-        from diffusify.io.pixels import FrameBuffer
+        from diffusify.io.pixels import PlaneReader
 
         self.source = os.fspath(pattern_or_dir)
         files = list_images(pattern_or_dir)
@@ -215,7 +215,6 @@ class ImageSequenceReader:
         self.stream: StreamInfo = video.replace(frames=len(self.files), fps=self.fps, vfr=False)
         self.device = str(device)  # a string, not a torch.device: reading for the CPU needs no torch
         self.native = native
-        self._direct = native and self.device == "cpu"  # samples read straight into each frame's numpy array
         self._width, self._height = video.width, video.height
         for path in self.files[1:]:
             size = _image_size(path)
@@ -224,8 +223,8 @@ class ImageSequenceReader:
                     f"{path}: is {size[0]}x{size[1]}, the sequence starts at {self._width}x{self._height}; "
                     "all images must have one size"
                 )
-        self._frame_bytes = self._width * self._height * 3 * (2 if self.high_bit_depth else 1)
-        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.startswith("cuda"))
+        self._planes = PlaneReader(self._width, self._height, high_bit_depth=self.high_bit_depth, device=self.device,
+                                   native=native)
         self._proc: FFmpegProcess | None = None
         self._list: str | None = None
         self._next = 0
@@ -264,18 +263,14 @@ class ImageSequenceReader:
 
     def __next__(self) -> Frame:
         from diffusify.core.frame import Frame
-        from diffusify.io.pixels import planes_to_samples, planes_to_tensor
 
         if self._next >= len(self.files):
             self.close()
             raise StopIteration
         proc = self._proc or self._spawn()
         assert proc.proc.stdout is not None
-        if self._direct:
-            buf, got = self._buffer.read_samples(proc.proc.stdout, self._height, self._width, self.high_bit_depth)
-        else:
-            buf, got = self._buffer.read(proc.proc.stdout)
-        if got != self._frame_bytes:
+        buf, got = self._planes.read(proc.proc.stdout)
+        if got != self._planes.frame_bytes:
             rc = proc.finish()
             reason = proc.tail()
             name = self.files[self._next]
@@ -283,11 +278,7 @@ class ImageSequenceReader:
             raise MediaError(
                 f"{name}: cannot decode image {self.start + self._next} (ffmpeg exit {rc}: {reason})"
             )
-        if self._direct:
-            data = buf
-        else:
-            to_tensor = planes_to_samples if self.native else planes_to_tensor
-            data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
+        data = self._planes.data(buf)
         index = self._next
         self._next += 1
         return Frame(index, index / self.fps, data, {"source_index": self.start + index})

@@ -22,7 +22,7 @@ from diffusify.ops.samples import as_tensor, is_array, is_native, narrow
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FrameBuffer", "PlanePacker", "planes_to_samples", "planes_to_tensor", "samples_at_depth"]
+__all__ = ["FrameBuffer", "PlanePacker", "PlaneReader", "planes_to_samples", "planes_to_tensor", "samples_at_depth"]
 
 
 class FrameBuffer:
@@ -71,13 +71,44 @@ class FrameBuffer:
         fewer). Returns the array and how many bytes were read, as :meth:`read`."""
         out = np.empty((3, height, width), dtype=np.uint16 if high_bit_depth else np.uint8)
         got = 0
-        for rgb, _gbr in sorted(_RGB_FROM_GBR, key=lambda pair: pair[1]):  # the planes in the order they come
+        for rgb in _RGB_OF_PLANES:
             view = memoryview(out[rgb]).cast("B")
             n = _read_into(stream, view)
             got += n
             if n < len(view):
                 break
         return out, got
+
+
+class PlaneReader:
+    """A decoder's frames of planar GBR samples (``gbrp``, or ``gbrp16`` with ``high_bit_depth``) read from its
+    pipe as frame data: float32 RGB in [0, 1] on ``device``, or with ``native`` the samples as they are, read
+    straight into a numpy array for the CPU (no torch) and a tensor on ``device`` elsewhere.
+
+    Attributes:
+        frame_bytes: the bytes of one frame on the pipe.
+    """
+
+    def __init__(self, width: int, height: int, *, high_bit_depth: bool, device: str, native: bool) -> None:
+        self.width, self.height, self.high_bit_depth = width, height, high_bit_depth
+        self.device, self.native = device, native
+        self.frame_bytes = width * height * 3 * (2 if high_bit_depth else 1)
+        self._direct = native and device == "cpu"
+        self._buffer = FrameBuffer(self.frame_bytes, pin=device.startswith("cuda"))
+
+    def read(self, stream: BinaryIO) -> tuple[Any, int]:
+        """One frame as read (valid until the next read, for :meth:`data`) and how many bytes were read (fewer
+        than :attr:`frame_bytes` only at the end of the stream)."""
+        if self._direct:
+            return self._buffer.read_samples(stream, self.height, self.width, self.high_bit_depth)
+        return self._buffer.read(stream)
+
+    def data(self, read: Any) -> Any:
+        """The frame's data from what :meth:`read` returned."""
+        if self._direct:
+            return read
+        convert = planes_to_samples if self.native else planes_to_tensor
+        return convert(read, self.height, self.width, self.high_bit_depth, self.device)
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> int:
@@ -126,6 +157,7 @@ def planes_to_samples(
 
 
 _RGB_FROM_GBR = ((0, 2), (1, 0), (2, 1))  # (RGB channel, GBR plane): ffmpeg's planar RGB stores G, B, R
+_RGB_OF_PLANES = (1, 2, 0)  # the RGB channel of each plane, in the order the planes come
 
 
 def _gbr_planes(buf: torch.Tensor, height: int, width: int, high_bit_depth: bool,

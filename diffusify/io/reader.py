@@ -102,17 +102,15 @@ class VideoReader:
         self.start = start
         self.deinterlace = deinterlace_filter(info, deinterlace)
         self.end = end
-        from diffusify.io.pixels import FrameBuffer
+        from diffusify.io.pixels import PlaneReader
 
         # a string, not a torch.device: decoding for the CPU needs no torch
         self.device = str(device)
         self.high_bit_depth = video.bit_depth > 8 if high_bit_depth is None else high_bit_depth
         self.stream: StreamInfo = video.replace(frames=None if end is None else end - start)
         self._width, self._height = video.width, video.height
-        self._bytes_per_sample = 2 if self.high_bit_depth else 1
-        self._frame_bytes = self._width * self._height * 3 * self._bytes_per_sample
-        self._buffer = FrameBuffer(self._frame_bytes, pin=self.device.startswith("cuda"))
-        self._direct = native and self.device == "cpu"  # samples read straight into each frame's numpy array
+        self._planes = PlaneReader(self._width, self._height, high_bit_depth=self.high_bit_depth, device=self.device,
+                                   native=native)
         self._proc: FFmpegProcess | None = None
         self._next = start
         self._start_pts = info.frame_time(start)
@@ -241,11 +239,8 @@ class VideoReader:
     def _read_frame_bytes(self, proc: FFmpegProcess) -> Any:
         stdout = proc.proc.stdout
         assert stdout is not None
-        if self._direct:
-            buf, got = self._buffer.read_samples(stdout, self._height, self._width, self.high_bit_depth)
-        else:
-            buf, got = self._buffer.read(stdout)
-        if got == self._frame_bytes:
+        buf, got = self._planes.read(stdout)
+        if got == self._planes.frame_bytes:
             return buf
         if got:
             rc = proc.finish()
@@ -275,13 +270,7 @@ class VideoReader:
                     f"(the file may be damaged; {reason})"
                 )
             raise StopIteration
-        from diffusify.io.pixels import planes_to_samples, planes_to_tensor
-
-        if self._direct:
-            data = buf
-        else:
-            to_tensor = planes_to_samples if self.native else planes_to_tensor
-            data = to_tensor(buf, self._height, self._width, self.high_bit_depth, self.device)
+        data = self._planes.data(buf)
         source_index = self._next
         pts = self.info.frame_time(source_index) - self._start_pts
         frame = Frame(source_index - self.start, Fraction(pts), data, {"source_index": source_index})

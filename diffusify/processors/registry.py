@@ -7,6 +7,7 @@ Plugins register through the ``diffusify.processors`` entry-point group; each en
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 
@@ -69,6 +70,7 @@ class Registry:
     def __init__(self, processors: Iterable[type[Processor]] = (), *, lazy: Mapping[str, tuple[str, str]] = {}):
         self._types: dict[str, type[Processor]] = {}
         self._lazy: dict[str, tuple[str, str]] = dict(lazy)
+        self._lock = threading.Lock()  # request threads of the server share the default registry
         self.plugin_errors: list[str] = []
         self.add(*processors)
 
@@ -83,36 +85,42 @@ class Registry:
             if name in self or name in new:
                 raise RegistryError(f"processor type '{name}' is already registered")
             new[name] = cls
-        self._types.update(new)
+        with self._lock:
+            self._types.update(new)
 
     def copy(self) -> Registry:
         out = Registry()
-        out._types = dict(self._types)
-        out._lazy = dict(self._lazy)
+        with self._lock:
+            out._types = dict(self._types)
+            out._lazy = dict(self._lazy)
         out.plugin_errors = list(self.plugin_errors)
         return out
 
     def get(self, name: str) -> type[Processor]:
-        cls = self._types.get(name)
+        with self._lock:
+            cls, where = self._types.get(name), self._lazy.get(name)
         if cls is not None:
             return cls
-        if name not in self._lazy:
+        if where is None:
             raise KeyError(f"unknown processor type '{name}'{did_you_mean(name, self.names())}")
-        module, attr = self._lazy.pop(name)
-        cls = getattr(importlib.import_module(module), attr)
+        cls = getattr(importlib.import_module(where[0]), where[1])
         if cls.type_name != name:
-            raise RegistryError(f"{module}.{attr} registers as '{cls.type_name}', not '{name}'")
-        self._types[name] = cls
+            raise RegistryError(f"{where[0]}.{where[1]} registers as '{cls.type_name}', not '{name}'")
+        with self._lock:  # known as a class before it stops being known by its module
+            self._types[name] = cls
+            self._lazy.pop(name, None)
         return cls
 
     def __contains__(self, name: object) -> bool:
-        return name in self._types or name in self._lazy
+        with self._lock:
+            return name in self._types or name in self._lazy
 
     def __iter__(self) -> Iterator[type[Processor]]:
         return iter([self.get(name) for name in self.names()])
 
     def names(self) -> list[str]:
-        return sorted({*self._types, *self._lazy})
+        with self._lock:
+            return sorted({*self._types, *self._lazy})
 
     def suggest(self, name: str) -> str:
         return did_you_mean(name, self.names())
