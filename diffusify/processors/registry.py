@@ -57,6 +57,11 @@ _BUILTINS: dict[str, tuple[str, str]] = {
 }
 
 
+# Registries change under one lock (the server's request threads share the default registry); a lock of their own
+# would keep a registry from being pickled into a Ray task.
+_LOCK = threading.Lock()
+
+
 class RegistryError(Exception):
     """A processor could not be registered (duplicate or malformed)."""
 
@@ -70,7 +75,6 @@ class Registry:
     def __init__(self, processors: Iterable[type[Processor]] = (), *, lazy: Mapping[str, tuple[str, str]] = {}):
         self._types: dict[str, type[Processor]] = {}
         self._lazy: dict[str, tuple[str, str]] = dict(lazy)
-        self._lock = threading.Lock()  # request threads of the server share the default registry
         self.plugin_errors: list[str] = []
         self.add(*processors)
 
@@ -85,19 +89,19 @@ class Registry:
             if name in self or name in new:
                 raise RegistryError(f"processor type '{name}' is already registered")
             new[name] = cls
-        with self._lock:
+        with _LOCK:
             self._types.update(new)
 
     def copy(self) -> Registry:
         out = Registry()
-        with self._lock:
+        with _LOCK:
             out._types = dict(self._types)
             out._lazy = dict(self._lazy)
         out.plugin_errors = list(self.plugin_errors)
         return out
 
     def get(self, name: str) -> type[Processor]:
-        with self._lock:
+        with _LOCK:
             cls, where = self._types.get(name), self._lazy.get(name)
         if cls is not None:
             return cls
@@ -106,20 +110,20 @@ class Registry:
         cls = getattr(importlib.import_module(where[0]), where[1])
         if cls.type_name != name:
             raise RegistryError(f"{where[0]}.{where[1]} registers as '{cls.type_name}', not '{name}'")
-        with self._lock:  # known as a class before it stops being known by its module
+        with _LOCK:  # known as a class before it stops being known by its module
             self._types[name] = cls
             self._lazy.pop(name, None)
         return cls
 
     def __contains__(self, name: object) -> bool:
-        with self._lock:
+        with _LOCK:
             return name in self._types or name in self._lazy
 
     def __iter__(self) -> Iterator[type[Processor]]:
         return iter([self.get(name) for name in self.names()])
 
     def names(self) -> list[str]:
-        with self._lock:
+        with _LOCK:
             return sorted({*self._types, *self._lazy})
 
     def suggest(self, name: str) -> str:
