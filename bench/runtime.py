@@ -203,7 +203,8 @@ def _overhead_round(device: str) -> dict[str, float]:
             ratios[name] = bare / engine
             ratios[f"{name} / pipe pair"] = pair / engine
             print(f"overhead: {name:<30} {frames / engine:6.1f} fps ({engine:.2f} s in the engine, {wall:.2f} s "
-                  f"with start-up, {cpu:.1f} CPU s) -> ratio {bare / engine:.3f} (with start-up {bare / wall:.3f}); "
+                  f"with start-up, {cpu:.1f} CPU s, of them {summary['process_cpu_seconds']:.1f} in the engine's "
+                  f"process over the run) -> ratio {bare / engine:.3f} (with start-up {bare / wall:.3f}); "
                   f"{pair / engine:.3f} of the pipe pair around it ({piped:.2f} s before, {after:.2f} s after, "
                   f"{after_cpu:.1f} CPU s)")
             piped = after
@@ -216,7 +217,8 @@ def nodes(repeat: int = 5) -> None:
     """The work of the 6-node graph's nodes on one 1080p frame, without the engine or ffmpeg: colour, blend,
     colour and the writer's packing, on 8-bit samples (tables and integers) against the same nodes fed float32
     (widened first, narrowed by the packer), CPU milliseconds a frame on one thread, rounds alternated. The
-    blend's weight 0.5 is 16-bit integer arithmetic; 0.3 takes the table of every pair."""
+    blend's three 8-bit paths: weight 0.5 (the bench graph's) is the rounding average in 8 bits, 0.25 16-bit
+    integer arithmetic in 128ths, 0.3 the table of every pair."""
     import torch
 
     from diffusify.core.frame import Frame
@@ -249,7 +251,7 @@ def nodes(repeat: int = 5) -> None:
         return packer.pack(grade.push({"input": m})[0].data)
 
     results: dict[str, list[float]] = {}
-    for weight in (0.5, 0.3):
+    for weight in (0.5, 0.25, 0.3):
         mix = node(Blend, {"weight": weight}, ["a", "b"])
         for _ in range(repeat):
             for name, src in (("float32", None), ("native", x)):
@@ -259,7 +261,7 @@ def nodes(repeat: int = 5) -> None:
                 for _ in range(10):
                     run()
                 results.setdefault(f"{name} w{weight}", []).append((time.process_time() - c0) / 10 * 1000)
-    for weight in (0.5, 0.3):
+    for weight in (0.5, 0.25, 0.3):
         f, n = (statistics.median(results[f"{k} w{weight}"]) for k in ("float32", "native"))
         print(f"nodes: blend weight {weight}: float32 path {f:.1f} ms, native {n:.1f} ms a frame of CPU "
               f"-> {f / n:.2f}x less")

@@ -82,6 +82,7 @@ class SlowParams(Params):
     ms: float = Field(20.0, ge=0, description="Milliseconds of sleep per frame.")
     fail_at: int | None = Field(None, description="Raise at this frame index.")
     setup_ms: float = Field(0.0, ge=0, description="Milliseconds of sleep in setup (a model loading).")
+    spin: bool = Field(False, description="Keep the CPU busy for the milliseconds instead of sleeping.")
 
 
 class Slow(Processor):
@@ -101,7 +102,12 @@ class Slow(Processor):
         f = frames["input"]
         if self.params.fail_at is not None and f.index == self.params.fail_at:
             raise RuntimeError("boom")
-        time.sleep(self.params.ms / 1000)
+        if self.params.spin:
+            until = time.process_time() + self.params.ms / 1000
+            while time.process_time() < until:
+                pass
+        else:
+            time.sleep(self.params.ms / 1000)
         return f.data
 
 

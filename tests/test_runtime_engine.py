@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from diffusify import PipelineError, run
+from diffusify.runtime.events import format_summary
 from tests.conftest import CollectSink
 
 
@@ -160,6 +161,22 @@ def test_progress_says_which_nodes_still_set_up(registry, write_recipe):
     assert ready[-1] == {"src": True, "slow": True, "out": True}  # 100 frames x 3 ms after it
     model = next(n for n in summary["nodes"] if n["id"] == "slow")
     assert model["setup_seconds"] >= 0.4 and summary["first_frame_seconds"] >= 0.4
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_the_summary_says_what_cpu_the_process_spent(registry, write_recipe, spin):
+    path = write_recipe(f"""
+        version: 1
+        nodes:
+          src: {{type: pattern, with: {{kind: noise, width: 32, height: 32, frames: 30}}}}
+          slow: {{type: test.slow, input: src, with: {{ms: 20, spin: {str(spin).lower()}}}}}
+          out: {{type: test.collect, input: slow}}
+    """)
+    summary = run(path, registry=registry)
+    cpu = summary["process_cpu_seconds"]
+    # 30 x 20 ms: spent on the CPU when the node spins, asleep when it sleeps (the rest is tiny frames)
+    assert (cpu >= 0.6) if spin else (0 < cpu < 0.3), cpu
+    assert "CPU-s in this process" in format_summary(summary)[0]
 
 
 def test_overlap_hides_source_and_sink_behind_compute(registry, write_recipe):

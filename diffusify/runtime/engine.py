@@ -116,6 +116,7 @@ class Engine:
         # writers); run() imports torch where the plan needs it.
         self.needs_torch = plan.needs_torch
         self.torch_import_seconds = 0.0
+        self._cpu_started = 0.0
 
         self.plan = plan
         self.hooks = list(hooks)
@@ -409,6 +410,7 @@ class Engine:
         """Run to the end in the calling thread. Returns the summary; raises PipelineError or Interrupted."""
         global _cpu_heavy_runs
         started = time.monotonic()
+        self._cpu_started = time.process_time()
         self.emit("start", **self.plan.to_json())
         threads: list[threading.Thread] = []
         early: list[threading.Thread] = []
@@ -519,6 +521,9 @@ class Engine:
             # reached a sink; of it, the wait for torch's import (0 where it was loaded or not needed)
             "first_frame_seconds": None if self.first_output is None else round(self.first_output - started, 3),
             "torch_import_seconds": round(self.torch_import_seconds, 3),
+            # CPU time of this process over the run, every thread (ffmpeg's processes not included; another run in
+            # the same process is): what the engine itself costs a machine whose cores are all busy
+            "process_cpu_seconds": round(time.process_time() - self._cpu_started, 3),
             "peak_ram_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_gpu_bytes": _peak_gpu(),
             "nodes": nodes,

@@ -140,7 +140,8 @@ def format_summary(s: dict[str, Any]) -> list[str]:
     lines = [f"done: {s['frames']} frames in {s['wall_seconds']:.2f} s ({s['fps']:.2f} fps"
              + (f", first after {first:.2f} s" if first is not None else "")
              + (f" ({torch_import:.2f} s of it importing torch)" if first is not None and torch_import >= 0.01 else "")
-             + f"), peak RAM {s['peak_ram_bytes'] / 2**20:.0f} MiB"]
+             + f"), peak RAM {s['peak_ram_bytes'] / 2**20:.0f} MiB"
+             + (f", {s['process_cpu_seconds']:.1f} CPU-s in this process" if "process_cpu_seconds" in s else "")]
     for dev, peak in (s.get("peak_gpu_bytes") or {}).items():
         lines.append(f"  peak GPU memory on {dev}: {peak / 2**20:.0f} MiB")
     for n in s["nodes"]:
