@@ -42,10 +42,13 @@ def _recipe(tmp: Path, text: str) -> str:
     return str(path)
 
 
-def _run_cli(recipe: str, *extra: str) -> dict:
-    """Run `diffusify run` in a fresh process and return its final summary (from --json-events)."""
+def _run_cli(recipe: str, *extra: str, tree: str | None = None) -> dict:
+    """Run `diffusify run` in a fresh process and return its final summary (from --json-events); with ``tree``,
+    the project in that folder (run from the recipe's folder, so the current one is not imported instead)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
     proc = subprocess.run([sys.executable, "-m", "diffusify", "run", recipe, "--json-events", "--overwrite", *extra],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env,
+                          cwd=None if tree is None else Path(recipe).parent)
     if proc.returncode != 0:
         raise SystemExit(f"diffusify run failed: {proc.stderr.strip()}")
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -93,11 +96,7 @@ def against(other: str, repeat: int = 4) -> None:
             pair = _piped(clip, tmp / "pair.mkv")[0]
             for name in (list(trees) if i % 2 == 0 else list(reversed(trees))):
                 cpu0 = _children_cpu()
-                env = {**os.environ, "PYTHONPATH": trees[name]}
-                proc = subprocess.run([sys.executable, "-m", "diffusify", "run", recipe, "--json-events",
-                                       "--overwrite"], capture_output=True, text=True, check=True, env=env, cwd=tmp)
-                summary = next(json.loads(line) for line in proc.stdout.splitlines()
-                               if line.startswith('{"event": "finished"'))["summary"]
+                summary = _run_cli(recipe, tree=trees[name])
                 engine = summary["wall_seconds"] - summary.get("torch_import_seconds", 0.0)
                 ratios[name].append(pair / engine)
                 cpus[name].append(_children_cpu() - cpu0)

@@ -420,18 +420,10 @@ class ImageSequenceWriter:
             raise MediaError(f"{self.pattern}: write() after close()")
         import numpy as np
 
-        from diffusify.io.pixels import samples_at_depth
+        from diffusify.io.pixels import frame_samples, samples_at_depth
         from diffusify.ops.samples import is_array, is_native, widen
 
-        data = frame.data  # a tensor, or a decoder's numpy array of samples
-        if hasattr(data, "detach"):
-            data = data.detach()
-        if data.ndim == 4 and data.shape[0] == 1:
-            data = data[0]
-        if data.ndim != 3 or data.shape[0] not in (1, 3, 4):
-            raise MediaError(
-                f"{self.pattern}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)"
-            )
+        data = frame_samples(frame, str(self.pattern), (1, 3, 4))  # a tensor, or a decoder's numpy array
         height, width = int(data.shape[1]), int(data.shape[2])
         if self._size is None:
             self._size = (width, height)

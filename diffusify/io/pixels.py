@@ -17,12 +17,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from diffusify.io.errors import MediaError
 from diffusify.ops.samples import as_tensor, is_array, is_native, narrow
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FrameBuffer", "PlanePacker", "PlaneReader", "planes_to_samples", "planes_to_tensor", "samples_at_depth"]
+    from diffusify.core.frame import Frame
+
+__all__ = ["FrameBuffer", "PlanePacker", "PlaneReader", "frame_samples", "planes_to_samples", "planes_to_tensor",
+           "samples_at_depth"]
 
 
 class FrameBuffer:
@@ -178,6 +182,23 @@ def _rgb_from_gbr(planes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     for dst, src in _RGB_FROM_GBR:
         out[dst].copy_(planes[src])
     return out
+
+
+def frame_samples(frame: Frame, where: str, channels: tuple[int, ...] | None = None) -> Any:
+    """A frame's data as a writer takes it: ``(C, H, W)`` (a batch of one unwrapped; a tensor detached, a decoder's
+    numpy array as it is).
+
+    Raises:
+        MediaError: another shape, or a channel count not in ``channels``; the message starts with ``where``.
+    """
+    data = frame.data
+    if hasattr(data, "detach"):
+        data = data.detach()
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3 or (channels is not None and data.shape[0] not in channels):
+        raise MediaError(f"{where}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)")
+    return data
 
 
 def samples_at_depth(data: Any, high_bit_depth: bool) -> Any:

@@ -39,7 +39,7 @@ from diffusify.io.errors import MediaError
 from diffusify.io.ffmpeg import FFmpegProcess, available_encoders, encoder_failure, file_arg, prepare_output
 from diffusify.io.formats import from_rgb_filter, is_gray_pix_fmt, planar_rgb_format
 from diffusify.io.mkvpipe import TIMESTAMP_SCALE_NS, MatroskaRawPipe
-from diffusify.io.pixels import PlanePacker
+from diffusify.io.pixels import PlanePacker, frame_samples
 from diffusify.io.probe import MediaInfo, probe
 from diffusify.io.streamcopy import StreamCopy
 
@@ -355,15 +355,7 @@ class VideoWriter:
         return f"{self.path}: ffmpeg failed {where} (exit {rc}): {reason}"
 
     def _frame_bytes_of(self, frame: Frame) -> list[memoryview]:
-        data = frame.data  # a tensor, or a decoder's numpy array of samples
-        if hasattr(data, "detach"):
-            data = data.detach()
-        if data.ndim == 4 and data.shape[0] == 1:
-            data = data[0]
-        if data.ndim != 3:
-            raise MediaError(
-                f"{self.path}: frame {frame.index} has shape {tuple(data.shape)}, expected (C, H, W)"
-            )
+        data = frame_samples(frame, str(self.path))  # a tensor, or a decoder's numpy array of samples
         channels, height, width = data.shape
         if (height, width) != (self.stream.height, self.stream.width):
             raise MediaError(
