@@ -3,7 +3,7 @@
     python bench/runtime.py overhead [--device cuda] [--repeat 3]  # 6-node graph vs ffmpeg, 1080p 300 frames
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
-    python bench/runtime.py startup [--repeat 5]  # one 1080p frame: a transcode and a colour graph vs the pipe pair
+    python bench/runtime.py startup [--repeat 5]  # one 1080p frame: a transcode and colour graphs vs the pipe pair
     python bench/runtime.py nodes [--repeat 5]    # the 6-node graph's node work on a 1080p frame: float vs native
     python bench/runtime.py against ../before [--repeat 4]  # the 6-node graph: another checkout vs this one
     python bench/runtime.py all
@@ -347,17 +347,25 @@ def _phases(recipe: str) -> dict[str, float]:
 
 
 def _colour(clip: Path, out: Path) -> str:
-    """read -> colour -> write: the smallest graph that computes, so it imports torch."""
+    """read -> colour -> write: the smallest graph that computes; a brightness change is a table made in numpy,
+    so it runs without torch."""
     return _identity(clip, out, "type: color, with: {brightness: 0.001}")
+
+
+def _gamma(clip: Path, out: Path) -> str:
+    """read -> colour with a gamma -> write: the same node made to import torch (a gamma's table is made by the
+    float path in torch)."""
+    return _identity(clip, out, "type: color, with: {gamma: 1.001}")
 
 
 def startup(repeat: int = 5) -> None:
     """The whole command for one 1080p frame against the ffmpeg pipe pair doing the same, rounds alternated: a
-    transcode (read -> write, which never imports torch) and the smallest graph that computes (read -> colour ->
-    write, which does); with where the command's time goes (interpreter, imports, validation and probing, torch,
-    process starts, the first frame, finalising)."""
+    transcode (read -> write), the smallest graph that computes (read -> colour -> write), both without torch,
+    and the same colour node with a gamma, which imports torch; with where the command's time goes
+    (interpreter, imports, validation and probing, torch, process starts, the first frame, finalising)."""
     clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
-    graphs = {"read -> write": _identity, "read -> colour -> write": _colour}
+    graphs = {"read -> write": _identity, "read -> colour -> write": _colour,
+              "read -> colour with a gamma (imports torch) -> write": _gamma}
     ours: dict[str, list[float]] = {name: [] for name in graphs}
     pair, torch_import, validate = [], [], []
     with tempfile.TemporaryDirectory() as d:

@@ -13,10 +13,10 @@ import diffusify
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
-from diffusify.ops.samples import depth, mix, mix_table, narrow, pair_lookup, widen
-from diffusify.processors.color import Color
-from diffusify.processors.compose import Blend, Diff
-from diffusify.processors.geometry import Resize
+from diffusify.ops.samples import affine_table, depth, level_table, mix, mix_table, narrow, pair_lookup, widen
+from diffusify.processors.color import Color, ColorParams
+from diffusify.processors.compose import Blend, BlendParams, Diff
+from diffusify.processors.geometry import Crop, Resize
 from tests._helpers import frame, make_processor, push_one, stream_of
 from tests._media import framemd5
 from tests.conftest import CollectSink
@@ -367,3 +367,110 @@ nodes:
     worst = max(int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max()) for a, b in zip(native, floated, strict=True))
     assert worst <= 1
     assert all(a.astype(np.float32).std() > 10 for a in native)  # real pictures, not flat ones
+
+
+# ---- cheap nodes without torch: numpy samples in, numpy samples out, the tensor path's samples ----
+
+_TORCH_FREE = [
+    (Crop, {"x": 3, "y": 5, "width": 20, "height": 11}, ("input",)),
+    (Color, {"brightness": 0.1, "contrast": 1.3}, ("input",)),
+    (Color, {"contrast": 0.7}, ("input",)),
+    (Blend, {"weight": 0.5}, ("a", "b")),
+    (Blend, {"weight": 0.25}, ("a", "b")),
+    (Blend, {"weight": 0.3}, ("a", "b")),
+    (Diff, {"gain": 3.3}, ("a", "b")),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize(("cls", "params", "ports"), _TORCH_FREE,
+                         ids=[f"{c.type_name}-{'-'.join(map(str, p.values()))}" for c, p, _ in _TORCH_FREE])
+def test_torch_free_nodes_make_numpy_samples_equal_to_the_tensor_paths(dtype, cls, params, ports):
+    """A node that says it runs without torch takes a decoder's numpy samples and hands numpy samples on: the
+    same samples, at the same depth, as its path for tensors (itself held to the float reference above)."""
+    data = {p: _samples(dtype, 11 + i) for i, p in enumerate(ports)}
+    node = make_processor(cls, params, streams={p: stream_of(x) for p, x in data.items()})
+    assert cls.torch_free(node.params, device="cpu", widen_output=False)
+    got = push_one(node, {p: frame(0, x.numpy()) for p, x in data.items()}).data
+    want = push_one(node, {p: frame(0, x) for p, x in data.items()}).data
+    assert isinstance(got, np.ndarray) and isinstance(want, torch.Tensor)
+    assert got.dtype == want.numpy().dtype and torch.equal(torch.from_numpy(np.ascontiguousarray(got)), want)
+    assert node.frames_done == 2 and node.flush() == []
+
+
+def test_what_needs_torch_says_so():
+    """A gamma or a saturation change, a GPU, or a widened output: the node computes with torch."""
+    assert not Color.torch_free(ColorParams(gamma=2.2), device="cpu", widen_output=False)
+    assert not Color.torch_free(ColorParams(saturation=0.5), device="cpu", widen_output=False)
+    assert not Color.torch_free(ColorParams(brightness=0.1), device="cuda:0", widen_output=False)
+    assert not Blend.torch_free(BlendParams(), device="cpu", widen_output=True)
+    assert Color.torch_free(ColorParams(brightness=0.1), device="cpu", widen_output=False)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_the_numpy_table_of_brightness_and_contrast_is_the_float_paths(bits):
+    """affine_table does the float path's steps in numpy float32: every level of 60 random adjustments (and the
+    edges: no change, a flat result, the largest gain) is the one the torch float path and a writer give."""
+    import random
+
+    rng = random.Random(bits)
+    cases = [(0.0, 1.0), (0.001, 1.0), (0.0, 1.001), (-1.0, 1.0), (1.0, 4.0), (0.0, 0.0), (0.2, 4.0)]
+    cases += [(rng.uniform(-1, 1), rng.uniform(0, 4)) for _ in range(60)]
+    like = torch.zeros(1, 1, 1, dtype=torch.uint8 if bits == 8 else torch.uint16)
+    for brightness, contrast in cases:
+        node = make_processor(Color, {"brightness": brightness, "contrast": contrast},
+                              streams={"input": stream_of(like)})
+        want = level_table(node._adjust, like)
+        got = affine_table(*Color._affine(node.params), bits)
+        assert np.array_equal(got, want.numpy()), (brightness, contrast)
+
+
+def test_a_graph_of_cheap_nodes_never_imports_torch_and_writes_the_tensor_paths_frames(tmp_path):
+    """The bench's six-node graph (colour, crop, blend, colour) with visible adjustments, at 8 and 16 bits: in a
+    fresh process it never imports torch, and it writes the frames of the same graph fed tensors (a nearest
+    resize to the same size in front makes the decoder's samples tensors: the same samples)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def recipe(head: str, out: str, high: bool) -> str:
+        return f"""
+version: 1
+nodes:
+  src:   {{type: video.read, with: {{path: "{SAMPLE}", end: 5, high_bit_depth: {str(high).lower()}}}}}
+  same:  {{type: resize, input: src, with: {{width: 480, height: 270, method: nearest}}}}
+  warm:  {{type: color, input: {head}, with: {{brightness: 0.05, contrast: 1.1}}}}
+  cut:   {{type: crop, input: {head}, with: {{x: 0, y: 0}}}}
+  mix:   {{type: compose.blend, inputs: {{a: warm, b: cut}}, with: {{weight: 0.3}}}}
+  grade: {{type: color, input: mix, with: {{contrast: 1.2}}}}
+  out:   {{type: video.write, input: grade, with: {{path: "{tmp_path / out}", codec: ffv1,
+          pix_fmt: {'gbrp16le' if high else 'bgr0'}}}}}
+"""
+    files = []
+    for high in (False, True):
+        files.append(tmp_path / f"numpy{int(high)}.yaml")
+        files[-1].write_text(recipe("src", f"numpy{int(high)}.mkv", high).replace(
+            "  same:  {type: resize, input: src, with: {width: 480, height: 270, method: nearest}}\n", ""))
+        assert not diffusify.plan(str(files[-1]), overwrite=True)[0].needs_torch
+    code = ("import json, sys, diffusify; s = [diffusify.run(r) for r in sys.argv[1:]]; "
+            "print(json.dumps([[x['frames'] for x in s], 'torch' in sys.modules, s[0]['torch_import_seconds']]))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code, *map(str, files)], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert json.loads(out) == [[5, 5], False, 0.0]
+    for high in (False, True):
+        plan = diffusify.plan(recipe("same", f"tensor{int(high)}.mkv", high))[0]
+        assert plan.needs_torch
+        diffusify.run(recipe("same", f"tensor{int(high)}.mkv", high))
+        numpy_md5, tensor_md5 = framemd5(tmp_path / f"numpy{int(high)}.mkv")[0], \
+            framemd5(tmp_path / f"tensor{int(high)}.mkv")[0]
+        assert len(numpy_md5) == 5 and numpy_md5 == tensor_md5
+    # and the adjustments changed the picture: the test compares computed frames, not copies of the source
+    diffusify.run(f"""
+version: 1
+nodes:
+  src: {{type: video.read, with: {{path: "{SAMPLE}", end: 5}}}}
+  out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'source.mkv'}", codec: ffv1, pix_fmt: bgr0}}}}
+""")
+    assert framemd5(tmp_path / "source.mkv")[0] != framemd5(tmp_path / "numpy0.mkv")[0]

@@ -5,9 +5,11 @@ Edges carry what the decoder produced until a node needs float (see ``Processor.
 once, on the consumer's device, and is exact (``x / 255`` or ``x / 65535`` in float32, as a float-producing
 reader would have made). Writers pack native samples straight into their bytes.
 
-A decoder on the CPU hands its samples on as a numpy array: a graph that only decodes and encodes never imports
-torch (its import is most of a short run's start-up). :func:`as_tensor` makes a torch tensor of such an array
-without a copy, where a processor gets its inputs; :func:`is_native` and :func:`widen` take either.
+A decoder on the CPU hands its samples on as a numpy array, and so do the cheap nodes that say they run without
+torch (see ``Processor.torch_free``): a graph of such nodes (a transcode, a crop, a colour grade, a blend) never
+imports torch (its import is most of a short run's start-up). :func:`as_tensor` makes a torch tensor of such an
+array without a copy, where a processor computes with torch; the functions here take either and give back the kind
+they got.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the processor base imports this module at validation time, which must not import torch
     import torch
 
-__all__ = ["LevelTables", "as_tensor", "depth", "is_array", "is_native", "level_table", "lookup", "mix", "mix_table", "narrow", "pair_lookup", "pair_table", "peak",
-           "widen"]
+__all__ = ["LevelTables", "affine_table", "as_tensor", "depth", "difference", "is_array", "is_native", "level_table",
+           "lookup", "mix", "mix_table", "narrow", "pair_lookup", "pair_table", "peak", "widen"]
 
 
 def is_array(data: Any) -> bool:
@@ -47,14 +49,14 @@ def is_native(data: Any) -> bool:
     return not data.is_floating_point()
 
 
-def depth(data: torch.Tensor) -> int:
-    """The bits of a native tensor's samples: 8 for ``uint8``, 16 for ``uint16``."""
-    return 8 if data.element_size() == 1 else 16
+def depth(data: Any) -> int:
+    """The bits of native samples (a tensor or a numpy array): 8 for ``uint8``, 16 for ``uint16``."""
+    return 8 if (data.itemsize if is_array(data) else data.element_size()) == 1 else 16
 
 
-def peak(data: torch.Tensor) -> float:
-    """The largest sample value of a native tensor: 255 for ``uint8``, 65535 for ``uint16``."""
-    return 255.0 if data.element_size() == 1 else 65535.0
+def peak(data: Any) -> float:
+    """The largest sample value of native samples: 255 for ``uint8``, 65535 for ``uint16``."""
+    return 255.0 if depth(data) == 8 else 65535.0
 
 
 def widen(data: Any) -> torch.Tensor:
@@ -103,26 +105,46 @@ def level_table(fn: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor) 
     return narrow(fn(grid), depth(like)).reshape(channels, -1)
 
 
+def affine_table(scale: float, offset: float, bits: int) -> Any:
+    """:func:`level_table` of ``clamp(x * scale + offset, 0, 1)`` at ``bits`` (8 or 16), without torch: a ``(1, L)``
+    numpy array. The float path's arithmetic, step by step in float32 (``x = level / peak``, one rounding for the
+    product, one for the sum, clamp, narrowing by :func:`narrow`'s rule), so its entries are that path's: a
+    scale of 1 or an offset of 0 changes nothing in it (``x * 1`` and ``y + 0`` are exact)."""
+    import numpy as np
+
+    top = 255 if bits == 8 else 65535
+    y = np.arange(top + 1, dtype=np.float32) / np.float32(top)
+    np.multiply(y, np.float32(scale), out=y)
+    np.add(y, np.float32(offset), out=y)
+    np.clip(y, 0.0, 1.0, out=y)
+    np.multiply(y, np.float32(top), out=y)
+    np.rint(y, out=y)  # half to even, as torch's round
+    return y.astype(np.uint8 if bits == 8 else np.uint16).reshape(1, -1)
+
+
 _CHUNK = 1 << 16  # samples gathered at a time: their int64 indices (512 KiB) stay in the CPU's cache
 
 
-def lookup(data: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def lookup(data: Any, table: Any) -> Any:
     """``table[c, data[c]]`` for every sample: a point operation on native samples in one gather.
 
     Args:
-        data: ``(C, H, W)`` ``uint8``/``uint16`` samples.
-        table: ``(C, L)`` of the same dtype, or ``(1, L)`` for every channel.
+        data: ``(C, H, W)`` ``uint8``/``uint16`` samples: a tensor (the result is one, on its device) or a numpy
+            array (the result is one).
+        table: ``(C, L)`` of the same dtype, or ``(1, L)`` for every channel: a tensor or a numpy array (moved to
+            a GPU tensor's device).
     """
-    import torch
+    if not is_array(data) and data.device.type != "cpu":
+        import torch
 
-    if data.device.type != "cpu":
+        tab = as_tensor(table).to(data.device)
         index = data.to(torch.int64)
-        if table.shape[0] == 1:
-            return table[0][index]
-        return torch.stack([table[c][index[c]] for c in range(data.shape[0])])
+        if tab.shape[0] == 1:
+            return tab[0][index]
+        return torch.stack([tab[c][index[c]] for c in range(data.shape[0])])
     import numpy as np
 
-    src, tab = data.contiguous().numpy(), table.numpy()
+    src, tab = _host_array(data), _host_array(table)
     out = np.empty_like(src)
     # one table for every channel: the whole frame in one pass; else channel by channel
     parts = [(tab[0], src.reshape(-1), out.reshape(-1))] if tab.shape[0] == 1 else \
@@ -130,10 +152,38 @@ def lookup(data: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     for row, first, into in parts:
         if src.dtype == np.uint8 and first.size % 2 == 0:
             # two samples a gather: a table of every pair of bytes (128 KiB), read as 16-bit words (1.8x faster)
-            row, first, into = row[_byte_pairs()].reshape(-1).view(np.uint16), first.view(np.uint16), \
-                into.view(np.uint16)
+            row, first, into = _word_table(row.tobytes()), first.view(np.uint16), into.view(np.uint16)
         _gather(row, into, first)
-    return torch.from_numpy(out)
+    return _like(out, data)
+
+
+def _host_array(data: Any) -> Any:
+    """A CPU tensor's or a numpy array's samples as a C-contiguous numpy array (a copy only where a view, a
+    crop's, is not contiguous)."""
+    import numpy as np
+
+    return np.ascontiguousarray(data if is_array(data) else data.contiguous().numpy())
+
+
+def _like(result: Any, given: Any) -> Any:
+    """A numpy result as the kind of data it was made from: a numpy array for an array, a tensor (sharing its
+    memory) for a tensor."""
+    if is_array(given):
+        return result
+    import torch
+
+    return torch.from_numpy(result)
+
+
+@functools.lru_cache(maxsize=64)
+def _word_table(row: bytes) -> Any:
+    """The table of a 256-entry byte table for every pair of bytes, as 16-bit words (read-only), kept for the
+    tables in use: making it is 0.4 ms, a tenth of a 1080p frame's gather."""
+    import numpy as np
+
+    words = np.frombuffer(row, dtype=np.uint8)[_byte_pairs()].reshape(-1).view(np.uint16)
+    words.flags.writeable = False
+    return words
 
 
 @functools.cache
@@ -144,21 +194,24 @@ def _byte_pairs() -> Any:
     return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
 
 
-def pair_lookup(a: torch.Tensor, b: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def pair_lookup(a: Any, b: Any, table: Any) -> Any:
     """``table[a * 256 + b]`` for every pair of 8-bit samples: any function of two samples in one gather.
 
     Args:
-        a, b: ``(C, H, W)`` ``uint8`` samples of one shape.
-        table: ``(65536,)`` ``uint8``, from :func:`pair_table`.
+        a, b: ``(C, H, W)`` ``uint8`` samples of one shape, both tensors or both numpy arrays (the result is of
+            their kind).
+        table: ``(65536,)`` ``uint8``, from :func:`pair_table` (a numpy array, or a tensor).
     """
-    import torch
+    if not is_array(a) and a.device.type != "cpu":
+        import torch
 
-    if a.device.type != "cpu":
-        return table.to(a.device)[(a.to(torch.int64) << 8) | b.to(torch.int64)]
-    out = torch.empty_like(a)
-    _gather(table.numpy(), out.numpy().reshape(-1), a.contiguous().numpy().reshape(-1),
-            b.contiguous().numpy().reshape(-1))
-    return out
+        return as_tensor(table).to(a.device)[(a.to(torch.int64) << 8) | b.to(torch.int64)]
+    import numpy as np
+
+    first, second = _host_array(a), _host_array(b)
+    out = np.empty_like(first)
+    _gather(_host_array(table), out.reshape(-1), first.reshape(-1), second.reshape(-1))
+    return _like(out, a)
 
 
 def _gather(table: Any, out: Any, first: Any, second: Any = None) -> None:
@@ -224,63 +277,92 @@ def _average(a: Any, b: Any, out: Any) -> None:
         np.subtract(into, half, out=into)
 
 
-def pair_table(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """The table of a function of two 8-bit samples for :func:`pair_lookup`: ``fn`` gets every pair as float64
-    levels (``a``, ``b`` in 0..255) and returns exact levels, rounded here to the nearest (halves up) and
-    clamped."""
-    import torch
+def pair_table(fn: Callable[[Any, Any], Any]) -> Any:
+    """The table of a function of two 8-bit samples for :func:`pair_lookup`, a ``(65536,)`` ``uint8`` numpy
+    array: ``fn`` gets every pair as float64 numpy levels (``a``, ``b`` in 0..255) and returns exact levels,
+    rounded here to the nearest (halves up) and clamped."""
+    import numpy as np
 
-    levels = torch.arange(256, dtype=torch.float64)
-    values = fn(levels.repeat_interleave(256), levels.repeat(256))
-    return values.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
+    levels = np.arange(256, dtype=np.float64)
+    values = np.asarray(fn(np.repeat(levels, 256), np.tile(levels, 256)), dtype=np.float64)
+    return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
 
 
-def mix_table(weight: float) -> torch.Tensor:
+def mix_table(weight: float) -> Any:
     """The :func:`pair_table` of :func:`mix` for 8-bit samples (the same levels)."""
     return pair_table(lambda a, b: a + (b - a) * weight)
 
 
-def mix(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
-    """``(1 - weight) * a + weight * b`` on native samples of one dtype, rounded to the nearest level, halves up
-    (``floor(a + weight * (b - a) + 1/2)``: what the float path and a writer's rounding give, but at a half
-    level). A weight in 128ths (0.25, 0.5...) is 16-bit integer arithmetic on 8-bit samples, exact; otherwise 8-bit
-    samples take :func:`pair_lookup` with a :func:`mix_table` where speed matters: this is the arithmetic at any
-    depth."""
-    import torch
+def mix(a: Any, b: Any, weight: float) -> Any:
+    """``(1 - weight) * a + weight * b`` on native samples of one dtype (both tensors or both numpy arrays; the
+    result is of their kind), rounded to the nearest level, halves up (``floor(a + weight * (b - a) + 1/2)``: what
+    the float path and a writer's rounding give, but at a half level). A weight in 128ths (0.25, 0.5...) is 16-bit
+    integer arithmetic on 8-bit samples, exact; otherwise 8-bit samples take :func:`pair_lookup` with a
+    :func:`mix_table` where speed matters: this is the arithmetic at any depth."""
+    import numpy as np
 
-    if a.dtype == torch.uint8 and (weight * 128).is_integer():
+    on_cpu = is_array(a) or a.device.type == "cpu"
+    if depth(a) == 8 and (weight * 128).is_integer():
         w = int(weight * 128)
-        if a.device.type == "cpu":
-            return torch.from_numpy(_mix128(a.contiguous().numpy(), b.contiguous().numpy(), w))
+        if on_cpu:
+            return _like(_mix128(_host_array(a), _host_array(b), w), a)
+        import torch
+
         return a.to(torch.int16).mul_(128 - w).add_(b.to(torch.int16).mul_(w)).add_(64).bitwise_right_shift_(7) \
             .to(torch.uint8)
     top = int(peak(a))
-    steps = (torch.arange(-top, top + 1, dtype=torch.float64) * weight).add_(0.5).floor_()
-    if a.device.type != "cpu":
-        table = steps.to(device=a.device, dtype=torch.int32)
+    steps = np.floor(np.arange(-top, top + 1, dtype=np.float64) * weight + 0.5)
+    if not on_cpu:
+        import torch
+
+        table = torch.from_numpy(steps).to(device=a.device, dtype=torch.int32)
         wide = a.to(torch.int32)
         return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
-    import numpy as np
-
+    first, second = _host_array(a), _host_array(b)
     wide_type = np.int16 if top == 255 else np.int32
-    sa = a.numpy().astype(wide_type)
-    d = b.numpy().astype(wide_type)
+    sa = first.astype(wide_type)
+    d = second.astype(wide_type)
     d -= sa
     d += top
-    sa += np.take(steps.numpy().astype(wide_type), d)
-    return torch.from_numpy(sa.astype(a.numpy().dtype))
+    sa += np.take(steps.astype(wide_type), d)
+    return _like(sa.astype(first.dtype), a)
+
+
+def difference(a: Any, b: Any) -> Any:
+    """``|a - b|`` of native samples of one dtype, exact, at their depth (both tensors or both numpy arrays; the
+    result is of their kind)."""
+    if not is_array(a):
+        import torch
+
+        return (a.to(torch.int32) - b.to(torch.int32)).abs_().to(a.dtype)
+    import numpy as np
+
+    return np.abs(a.astype(np.int32) - b).astype(a.dtype)
 
 
 class LevelTables:
-    """The :func:`level_table` of one point operation, made once per sample type and device and kept."""
+    """The table of one point operation, made once per sample depth and device and kept: by the float path
+    itself (``fn``, with torch), or, for ``clamp(x * scale + offset, 0, 1)``, by :func:`affine_table` (given as
+    ``affine=(scale, offset)``; no torch: numpy samples stay numpy)."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
+                 affine: tuple[float, float] | None = None) -> None:
+        if (fn is None) == (affine is None):
+            raise ValueError("give the float path (fn) or the affine map (affine), one of them")
         self.fn = fn
-        self._tables: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self.affine = affine
+        self._tables: dict[tuple[int, str], Any] = {}
 
-    def lookup(self, data: torch.Tensor) -> torch.Tensor:
-        """:func:`lookup` of ``data`` in the operation's table at its depth (one table for every channel)."""
-        key = (data.dtype, data.device)
+    def lookup(self, data: Any) -> Any:
+        """:func:`lookup` of ``data`` (a tensor or a numpy array) in the operation's table at its depth (one table
+        for every channel)."""
+        on = "cpu" if is_array(data) else str(data.device)
+        key = (depth(data), on)
         if key not in self._tables:
-            self._tables[key] = level_table(self.fn, data[:1])
+            if self.affine is not None:
+                table = affine_table(*self.affine, depth(data))
+                self._tables[key] = table if on == "cpu" else as_tensor(table).to(data.device)
+            else:
+                assert self.fn is not None
+                self._tables[key] = level_table(self.fn, as_tensor(data)[:1])
         return lookup(data, self._tables[key])

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from diffusify.core.frame import Frame, Window
 from diffusify.core.stream import StreamInfo
-from diffusify.ops.samples import as_tensor, is_native
+from diffusify.ops.samples import as_tensor, is_array, is_native
 from diffusify.ops.samples import widen as widen_samples
 
 if TYPE_CHECKING:
@@ -314,8 +316,10 @@ class Processor:
         native: True for processors that take frames at their native depth as they come (``uint8``/``uint16``
             samples from a decoder, or float32): crops, stacks, writers. For all others the base class widens
             native samples to float32 in [0, 1] once, on the processor's device, before ``_process`` sees them.
-            Filters always get tensors; a native sink's :meth:`write` gets the data as it comes, which from a
-            CPU decoder is a numpy array of samples (:func:`diffusify.ops.samples.as_tensor` wraps it).
+            Filters get tensors, except one that says it runs without torch (:meth:`torch_free`): it gets numpy
+            samples as they come (from a CPU decoder, or such a filter before it) and returns numpy samples, and
+            tensors where others made them. A native sink's :meth:`write` gets the data as it comes, which from
+            a CPU decoder is a numpy array of samples (:func:`diffusify.ops.samples.as_tensor` wraps it).
 
     The filter contract: :meth:`push` takes one input frame set (one frame per port, same index; a
     :class:`Window` for window processors) and returns any number of output frames, each with its own ``pts``
@@ -440,8 +444,11 @@ class Processor:
     @classmethod
     def torch_free(cls, params: Any, *, device: str, widen_output: bool) -> bool:
         """Whether the node, with these parameters and its frames going to ``device``, runs without torch when
-        every node upstream does: a decoder handing numpy samples on, a writer packing whatever it gets. A plan
-        of such nodes alone never imports torch (most of a short run's start-up); the default is False."""
+        every node upstream does: a decoder handing numpy samples on, a writer packing whatever it gets, a filter
+        whose ``_process`` computes numpy samples from numpy samples (a crop, a colour table, a blend). A plan of
+        such nodes alone never imports torch (most of a short run's start-up); the default is False. Such a
+        filter gets numpy samples wherever they come (in any plan) and tensors from nodes that made tensors; one
+        that must compute in float after all (two inputs of different depths) widens them, importing torch."""
         return False
 
     @classmethod
@@ -536,8 +543,15 @@ class Processor:
         """Run the processor on one input frame set (a :class:`Window` for window processors) and return the
         frames it emits: zero, one or many.
 
-        Moves inputs to this replica's device, times the call and checks the output's contract.
+        Moves inputs to this replica's device, times the call and checks the output's contract. A node that runs
+        without torch (:meth:`torch_free`) gets numpy samples as they come, and torch is not touched.
         """
+        if self._takes_arrays and not isinstance(item, Window) and all(is_array(f.data) for f in item.values()):
+            start = time.perf_counter()
+            frames = self._frames_of(self._process(item), item)
+            self.busy_seconds += time.perf_counter() - start
+            self.frames_done += 1
+            return frames
         import torch
 
         start = time.perf_counter()
@@ -587,6 +601,8 @@ class Processor:
 
     def flush(self) -> list[Frame]:
         """The frames the processor still holds at the end of its input (called once per replica)."""
+        if self._takes_arrays:  # nothing on a device to wait for: torch is not touched
+            return self._frames_of(self._flush(), None)
         import torch
 
         with self.on_cuda_stream():
@@ -633,25 +649,30 @@ class Processor:
         return None
 
     def _frames_of(self, out: Output, like: Mapping[str, Frame] | None) -> list[Frame]:
-        """Normalise what a step returned into frames; a bare tensor takes the time and metadata of ``like``."""
-        import torch
-
+        """Normalise what a step returned into frames; a bare tensor (or, from a node that runs without torch, a
+        numpy array) takes the time and metadata of ``like``."""
         if out is None:
             return []
         items = out if isinstance(out, (list, tuple)) else [out]
         frames: list[Frame] = []
         for o in items:
-            if isinstance(o, torch.Tensor):
+            if _is_data(o):
                 if like is None:
                     raise TypeError(f"{type(self).__name__}: a flush must return Frames (with their times), "
                                     "not bare tensors")
                 o = next(iter(like.values())).with_data(o)
             if not isinstance(o, Frame):
                 raise TypeError(f"{type(self).__name__} returned {type(o).__name__}, expected a tensor or a Frame")
-            if o.data.dim() != 3:
+            if o.data.ndim != 3:
                 raise ValueError(f"output has shape {tuple(o.data.shape)}, expected (C, H, W)")
             frames.append(o)
         return frames
+
+    @cached_property
+    def _takes_arrays(self) -> bool:
+        """This replica runs without torch where its inputs come as numpy samples (see :meth:`torch_free`)."""
+        return not self.is_sink and not self.is_source() and type(self).torch_free(
+            self.params, device=self.device, widen_output=self.widen_output)
 
     def _torch_device(self) -> torch.device:
         import torch
@@ -682,6 +703,12 @@ class Processor:
     def finish(self, *, aborted: bool) -> SinkResult:
         """Finalise the output (also after an error or interrupt)."""
         return SinkResult(None, self.frames_done)
+
+
+def _is_data(o: Any) -> bool:
+    """``o`` is a frame's data: a torch tensor, or a numpy array of samples (torch is not imported to find out)."""
+    torch = sys.modules.get("torch")
+    return is_array(o) or torch is not None and isinstance(o, torch.Tensor)
 
 
 def _to_host(data: torch.Tensor, depth: int | None) -> torch.Tensor:

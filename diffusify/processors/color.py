@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -29,8 +29,9 @@ class Color(Processor):
 
     Input and output: ``(3, H, W)`` float32 in [0, 1] on the node's device (output clamped to [0, 1]), or native
     samples: then, unless saturation mixes the channels, the output stays native, each sample looked up in a
-    table of every level made with the float path itself (bit-identical to the float path and a writer's
+    table of every level made by the float path's arithmetic (bit-identical to the float path and a writer's
     rounding, at a fraction of its cost: one gather instead of widening, four float passes and narrowing).
+    Without a gamma the table is that arithmetic in numpy and the node runs without torch on the CPU.
     """
 
     type_name = "color"
@@ -41,7 +42,18 @@ class Color(Processor):
     def native_for(cls, params: ColorParams) -> bool:
         return params.saturation == 1.0
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+    @classmethod
+    def torch_free(cls, params: ColorParams, *, device: str, widen_output: bool) -> bool:
+        """Brightness and contrast on the CPU: a table made in numpy (a gamma's power differs from torch's in
+        the last bit, which would move 16-bit levels, so a gamma's table is made by the float path in torch)."""
+        return device == "cpu" and not widen_output and cls.native_for(params) and params.gamma == 1.0
+
+    @staticmethod
+    def _affine(p: ColorParams) -> tuple[float, float]:
+        """Brightness and contrast as one scale and one offset: ``(x - 0.5) * contrast + 0.5 + brightness``."""
+        return p.contrast, 0.5 + p.brightness - 0.5 * p.contrast
+
+    def _process(self, frames: Mapping[str, Frame]) -> Any:
         from diffusify.ops.samples import is_native, widen
 
         x = frames["input"].data
@@ -55,17 +67,19 @@ class Color(Processor):
     def _tables(self) -> LevelTables:
         from diffusify.ops.samples import LevelTables
 
+        if self.params.gamma == 1.0:  # saturation is 1, or the samples are gray (it leaves them as they are)
+            return LevelTables(affine=self._affine(self.params))
         return LevelTables(self._adjust)
 
     def _adjust(self, x: torch.Tensor) -> torch.Tensor:
         """The float path: ``x`` is read-only, the result a new tensor clamped to [0, 1]."""
         p = self.params
-        # (x - 0.5) * contrast + 0.5 + brightness as one scale and one offset: the input is shared (read-only),
-        # so the first pass allocates the output and every later pass works in place on it (a 1080p frame is
-        # 25 MB; each pass saved is about 1.5 ms on one CPU thread)
-        offset = 0.5 + p.brightness - 0.5 * p.contrast
-        if p.contrast != 1.0:
-            y = x.mul(p.contrast).add_(offset)
+        # one scale and one offset: the input is shared (read-only), so the first pass allocates the output and
+        # every later pass works in place on it (a 1080p frame is 25 MB; each pass saved is about 1.5 ms on one
+        # CPU thread). affine_table does the same steps in numpy.
+        scale, offset = self._affine(p)
+        if scale != 1.0:
+            y = x.mul(scale).add_(offset)
         elif offset != 0.0:
             y = x.add(offset)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -117,15 +117,37 @@ class BlendParams(Params):
 
 
 class _PairMerge(Processor):
-    """Two inputs ``a`` and ``b`` of the same size, frame rate and count; output like ``a``."""
+    """Two inputs ``a`` and ``b`` of the same size, frame rate and count; output like ``a``. Native samples of one
+    depth on the CPU are merged in numpy, without torch."""
 
     inputs = ("a", "b")
+    native = True
 
     @classmethod
     def infer_stream(cls, params: Params, inputs: Mapping[str, StreamInfo],
                      ctx: PlanContext) -> StreamInfo | None:
         check_size(inputs)
         return check_timing(inputs)
+
+    @classmethod
+    def torch_free(cls, params: Params, *, device: str, widen_output: bool) -> bool:
+        return device == "cpu" and not widen_output
+
+    def _process(self, frames: Mapping[str, Frame]) -> Any:
+        from diffusify.ops.samples import is_native, widen
+
+        a, b = frames["a"].data, frames["b"].data
+        if is_native(a) and is_native(b) and a.dtype == b.dtype:
+            return self._samples(a, b)
+        return self._floats(widen(a), widen(b))
+
+    def _samples(self, a: Any, b: Any) -> Any:
+        """The merge of native samples of one dtype (tensors or numpy arrays), at their depth."""
+        raise NotImplementedError
+
+    def _floats(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The merge in float (the reference)."""
+        raise NotImplementedError
 
 
 class Blend(_PairMerge):
@@ -139,23 +161,19 @@ class Blend(_PairMerge):
 
     type_name = "compose.blend"
     Params = BlendParams
-    native = True
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        import torch
+    def _samples(self, a: Any, b: Any) -> Any:
+        from diffusify.ops.samples import depth, mix, pair_lookup
 
-        from diffusify.ops.samples import mix, pair_lookup, widen
-
-        a, b = frames["a"].data, frames["b"].data
-        if a.dtype == b.dtype == torch.uint8 and not (self.params.weight * 128).is_integer():
+        if depth(a) == 8 and not (self.params.weight * 128).is_integer():
             return pair_lookup(a, b, self._table)
-        if a.dtype == b.dtype and not a.is_floating_point():
-            return mix(a, b, self.params.weight)
-        a, b = widen(a), widen(b)
+        return mix(a, b, self.params.weight)
+
+    def _floats(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a.lerp(b.to(a.dtype), self.params.weight)
 
     @cached_property
-    def _table(self) -> torch.Tensor:
+    def _table(self) -> Any:
         from diffusify.ops.samples import mix_table
 
         return mix_table(self.params.weight)
@@ -175,32 +193,28 @@ class Diff(_PairMerge):
 
     type_name = "compose.diff"
     Params = DiffParams
-    native = True
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
-        import torch
+    def _samples(self, a: Any, b: Any) -> Any:
+        from diffusify.ops.samples import depth, difference, pair_lookup
 
-        from diffusify.ops.samples import pair_lookup, widen
-
-        a, b = frames["a"].data, frames["b"].data
-        if a.dtype == b.dtype == torch.uint8:
+        if depth(a) == 8:
             return pair_lookup(a, b, self._pair)
-        if a.dtype == b.dtype and not a.is_floating_point():
-            return self._tables.lookup((a.to(torch.int32) - b.to(torch.int32)).abs_().to(a.dtype))
-        a, b = widen(a), widen(b)
+        return self._tables.lookup(difference(a, b))
+
+    def _floats(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return ((a - b).abs_() * self.params.gain).clamp_(0, 1)
 
     @cached_property
-    def _pair(self) -> torch.Tensor:
+    def _pair(self) -> Any:
         from diffusify.ops.samples import pair_table
 
-        return pair_table(lambda a, b: (a - b).abs_() * self.params.gain)
+        return pair_table(lambda a, b: abs(a - b) * self.params.gain)
 
     @cached_property
     def _tables(self) -> LevelTables:
         from diffusify.ops.samples import LevelTables
 
-        return LevelTables(lambda t: (t * self.params.gain).clamp_(0, 1))
+        return LevelTables(affine=(self.params.gain, 0.0))  # (t * gain).clamp(0, 1): _floats on one difference
 
 
 class MaskCompositeParams(Params):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -110,13 +110,17 @@ class Crop(Processor):
     """Keep a rectangle of each frame.
 
     Input and output: ``(C, H, W)`` on the node's device, float32 or native samples as they come (a view, no
-    copy, no widening: exact at any depth).
+    copy, no widening: exact at any depth; a decoder's numpy samples stay numpy, without torch).
     """
 
     type_name = "crop"
     Params = CropParams
     inputs = (Port("input", "any"),)
     native = True
+
+    @classmethod
+    def torch_free(cls, params: CropParams, *, device: str, widen_output: bool) -> bool:
+        return device == "cpu" and not widen_output
 
     @classmethod
     def infer_stream(cls, params: CropParams, inputs: Mapping[str, StreamInfo],
@@ -130,7 +134,7 @@ class Crop(Processor):
             raise StreamError(f"y + height = {params.y + h} exceeds the input height {src.height}", param="height")
         return src.replace(width=w, height=h)
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+    def _process(self, frames: Mapping[str, Frame]) -> Any:
         out = self.output_stream
         assert out is not None
         p = self.params

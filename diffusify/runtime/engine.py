@@ -425,7 +425,9 @@ class Engine:
             for i, (fn, args) in enumerate(targets):
                 t = threading.Thread(target=fn, args=args, name=f"diffusify:{st.plan.id}:{i}", daemon=True)
                 threads.append(t)
-                if cls.is_sink or st.plan.torch_free:
+                # a torch-free filter starts early only where nothing imports torch: in a plan that does, it
+                # may get tensors and set its thread count, and would wait on the import lock
+                if cls.is_sink or st.plan.torch_free and (cls.is_source() or not self.needs_torch):
                     early.append(t)
         with _cpu_heavy_lock:
             _cpu_heavy_runs += int(self._cpu_heavy)
