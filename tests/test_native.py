@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import diffusify
+from diffusify.core.stream import StreamInfo
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
 from diffusify.ops.samples import affine_table, depth, level_table, mix, mix_table, narrow, pair_lookup, widen
 from diffusify.processors.color import Color, ColorParams
-from diffusify.processors.compose import Blend, BlendParams, Diff
+from diffusify.processors.compose import Blend, BlendParams, Diff, Stack, StackParams
 from diffusify.processors.geometry import Crop, Resize
 from tests._helpers import frame, make_processor, push_one, stream_of
 from tests._media import framemd5
@@ -379,6 +380,8 @@ _TORCH_FREE = [
     (Blend, {"weight": 0.25}, ("a", "b")),
     (Blend, {"weight": 0.3}, ("a", "b")),
     (Diff, {"gain": 3.3}, ("a", "b")),
+    (Stack, {"axis": "horizontal"}, ("left", "right")),
+    (Stack, {"axis": "vertical"}, ("left", "right")),
 ]
 
 
@@ -390,7 +393,7 @@ def test_torch_free_nodes_make_numpy_samples_equal_to_the_tensor_paths(dtype, cl
     same samples, at the same depth, as its path for tensors (itself held to the float reference above)."""
     data = {p: _samples(dtype, 11 + i) for i, p in enumerate(ports)}
     node = make_processor(cls, params, streams={p: stream_of(x) for p, x in data.items()})
-    assert cls.torch_free(node.params, device="cpu", widen_output=False)
+    assert cls.torch_free(node.params, device="cpu", widen_output=False, inputs=node.input_streams)
     got = push_one(node, {p: frame(0, x.numpy()) for p, x in data.items()}).data
     want = push_one(node, {p: frame(0, x) for p, x in data.items()}).data
     assert isinstance(got, np.ndarray) and isinstance(want, torch.Tensor)
@@ -399,12 +402,23 @@ def test_torch_free_nodes_make_numpy_samples_equal_to_the_tensor_paths(dtype, cl
 
 
 def test_what_needs_torch_says_so():
-    """A gamma or a saturation change, a GPU, or a widened output: the node computes with torch."""
-    assert not Color.torch_free(ColorParams(gamma=2.2), device="cpu", widen_output=False)
-    assert not Color.torch_free(ColorParams(saturation=0.5), device="cpu", widen_output=False)
-    assert not Color.torch_free(ColorParams(brightness=0.1), device="cuda:0", widen_output=False)
-    assert not Blend.torch_free(BlendParams(), device="cpu", widen_output=True)
-    assert Color.torch_free(ColorParams(brightness=0.1), device="cpu", widen_output=False)
+    """A gamma or a saturation change, a GPU, a widened output, a stack that resamples: the node computes with
+    torch."""
+    one = {"input": StreamInfo(width=40, height=24)}
+
+    def free(cls, params, device="cpu", widen_output=False, inputs=one) -> bool:
+        return cls.torch_free(params, device=device, widen_output=widen_output, inputs=inputs)
+
+    assert not free(Color, ColorParams(gamma=2.2))
+    assert not free(Color, ColorParams(saturation=0.5))
+    assert not free(Color, ColorParams(brightness=0.1), device="cuda:0")
+    assert not free(Blend, BlendParams(), widen_output=True)
+    assert free(Color, ColorParams(brightness=0.1))
+    pair = {"left": StreamInfo(width=40, height=24), "right": StreamInfo(width=20, height=24)}
+    assert free(Stack, StackParams(), inputs=pair)
+    assert not free(Stack, StackParams(), inputs={**pair, "right": StreamInfo(width=20, height=12)})  # a resize
+    assert free(Stack, StackParams(fit="none", axis="vertical"),
+                inputs={"left": StreamInfo(width=40, height=24), "right": StreamInfo(width=40, height=12)})
 
 
 @pytest.mark.parametrize("bits", [8, 16])

@@ -442,11 +442,13 @@ class Processor:
         return cls.native
 
     @classmethod
-    def torch_free(cls, params: Any, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: Any, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Whether the node, with these parameters and its frames going to ``device``, runs without torch when
         every node upstream does: a decoder handing numpy samples on, a writer packing whatever it gets, a filter
         whose ``_process`` computes numpy samples from numpy samples (a crop, a colour table, a blend). A plan of
-        such nodes alone never imports torch (most of a short run's start-up); the default is False. Such a
+        such nodes alone never imports torch (most of a short run's start-up); the default is False. ``inputs``
+        are the node's input streams (a stack needs no resampling when their sizes agree). Such a
         filter gets numpy samples wherever they come (in any plan) and tensors from nodes that made tensors; one
         that must compute in float after all (two inputs of different depths) widens them, importing torch."""
         return False
@@ -672,7 +674,7 @@ class Processor:
     def _takes_arrays(self) -> bool:
         """This replica runs without torch where its inputs come as numpy samples (see :meth:`torch_free`)."""
         return not self.is_sink and not self.is_source() and type(self).torch_free(
-            self.params, device=self.device, widen_output=self.widen_output)
+            self.params, device=self.device, widen_output=self.widen_output, inputs=self.input_streams)
 
     def _torch_device(self) -> torch.device:
         import torch

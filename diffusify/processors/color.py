@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from diffusify.core.frame import Frame
+    from diffusify.core.stream import StreamInfo
     from diffusify.ops.samples import LevelTables
 
 
@@ -43,7 +44,8 @@ class Color(Processor):
         return params.saturation == 1.0
 
     @classmethod
-    def torch_free(cls, params: ColorParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: ColorParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Brightness and contrast on the CPU: a table made in numpy (a gamma's power differs from torch's in
         the last bit, which would move 16-bit levels, so a gamma's table is made by the float path in torch)."""
         return device == "cpu" and not widen_output and cls.native_for(params) and params.gamma == 1.0

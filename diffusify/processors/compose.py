@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from diffusify.core.stream import StreamInfo, merged_origin
+from diffusify.ops.samples import is_array
 from diffusify.processors.base import Params, PlanContext, Port, Processor, StreamError
 
 if TYPE_CHECKING:
@@ -45,8 +46,16 @@ def check_size(inputs: Mapping[str, StreamInfo]) -> None:
                               f"{s.width}x{s.height} (add a resize before the merge)", port=port)
 
 
-def _rgb(x: torch.Tensor) -> torch.Tensor:
-    return x.expand(3, -1, -1) if x.shape[0] == 1 else x[:3]
+def _rgb(x: Any) -> Any:
+    """Three channels of a frame's data (a tensor or numpy samples): a mask's one channel repeated, a fourth
+    dropped."""
+    if x.shape[0] != 1:
+        return x[:3]
+    if is_array(x):
+        import numpy as np
+
+        return np.broadcast_to(x, (3, *x.shape[1:]))
+    return x.expand(3, -1, -1)
 
 
 class StackParams(Params):
@@ -63,7 +72,8 @@ class Stack(Processor):
 
     Ports ``left`` (or top) and ``right`` (or bottom): ``(C, H, W)`` float32 in [0, 1], or native samples, same
     index. Output: one ``(3, H, W1 + W2)`` (or ``(3, H1 + H2, W)``) frame: native samples when both inputs come
-    at the same depth and need no resizing (a copy, exact), float32 otherwise.
+    at the same depth and need no resizing (a copy, exact; numpy samples on the CPU, without torch), float32
+    otherwise.
     """
 
     type_name = "compose.stack"
@@ -96,17 +106,34 @@ class Stack(Processor):
             raise StreamError(f"widths differ ({aw} vs {bw}) and fit is none", param="fit")
         return first.replace(width=aw, height=ah + bh, channels=3, kind="video")
 
-    def _process(self, frames: Mapping[str, Frame]) -> torch.Tensor:
+    @classmethod
+    def torch_free(cls, params: StackParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
+        """On the CPU when nothing is resampled: the inputs' sizes are the stacked ones."""
+        if device != "cpu" or widen_output or set(inputs) != {"left", "right"}:
+            return False
+        sizes = cls._sizes(params, inputs["left"], inputs["right"])
+        return sizes == ((inputs["left"].width, inputs["left"].height), (inputs["right"].width, inputs["right"].height))
+
+    def _process(self, frames: Mapping[str, Frame]) -> Any:
+        (aw, ah), (bw, bh) = self._sizes(self.params, self.input_streams["left"], self.input_streams["right"])
+        a, b = _rgb(frames["left"].data), _rgb(frames["right"].data)
+        axis = 2 if self.params.axis == "horizontal" else 1
+        if is_array(a) == is_array(b) and a.dtype == b.dtype and tuple(a.shape[-2:]) == (ah, aw) \
+                and tuple(b.shape[-2:]) == (bh, bw):
+            # nothing to resample: the samples as they are, at any depth
+            if is_array(a):
+                import numpy as np
+
+                return np.concatenate([a, b], axis=axis)
+            import torch
+
+            return torch.cat([a, b], dim=axis)
         import torch
 
         from diffusify.ops.resample import resize
         from diffusify.ops.samples import widen
 
-        (aw, ah), (bw, bh) = self._sizes(self.params, self.input_streams["left"], self.input_streams["right"])
-        a, b = _rgb(frames["left"].data), _rgb(frames["right"].data)
-        axis = 2 if self.params.axis == "horizontal" else 1
-        if a.dtype == b.dtype and tuple(a.shape[-2:]) == (ah, aw) and tuple(b.shape[-2:]) == (bh, bw):
-            return torch.cat([a, b], dim=axis)  # nothing to resample: the samples as they are, at any depth
         a = resize(widen(a), ah, aw, self.params.method).clamp(0, 1)
         b = resize(widen(b), bh, bw, self.params.method).clamp(0, 1)
         return torch.cat([a, b], dim=axis)
@@ -130,7 +157,8 @@ class _PairMerge(Processor):
         return check_timing(inputs)
 
     @classmethod
-    def torch_free(cls, params: Params, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: Params, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         return device == "cpu" and not widen_output
 
     def _process(self, frames: Mapping[str, Frame]) -> Any:

@@ -119,7 +119,8 @@ class Crop(Processor):
     native = True
 
     @classmethod
-    def torch_free(cls, params: CropParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: CropParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         return device == "cpu" and not widen_output
 
     @classmethod

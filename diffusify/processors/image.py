@@ -74,7 +74,8 @@ class ImageRead(Processor):
         return stream.replace(frames=frames, origin=Origin(ctx.node, params.path, streams=False))
 
     @classmethod
-    def torch_free(cls, params: ImageReadParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: ImageReadParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Decoding for the CPU, handing samples on as they are, needs no torch."""
         return device == "cpu" and not widen_output
 
@@ -139,7 +140,8 @@ class ImageWrite(Processor):
     native = True
 
     @classmethod
-    def torch_free(cls, params: ImageWriteParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: ImageWriteParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Native samples from a CPU decoder are interleaved and written without torch."""
         return True
 

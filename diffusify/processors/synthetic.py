@@ -122,7 +122,8 @@ class NullSink(Processor):
     native = True
 
     @classmethod
-    def torch_free(cls, params: NoParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: NoParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         return True
 
     @classmethod

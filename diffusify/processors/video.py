@@ -114,7 +114,8 @@ class VideoRead(Processor):
         return ("torchcodec",) if params is not None and params.decode == "nvdec" else ()
 
     @classmethod
-    def torch_free(cls, params: VideoReadParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: VideoReadParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Decoding through the ffmpeg pipe for the CPU, handing samples on as they are, needs no torch."""
         return params.decode != "nvdec" and device == "cpu" and not widen_output
 
@@ -290,7 +291,8 @@ class VideoWrite(Processor):
         return [], [params.path]
 
     @classmethod
-    def torch_free(cls, params: VideoWriteParams, *, device: str, widen_output: bool) -> bool:
+    def torch_free(cls, params: VideoWriteParams, *, device: str, widen_output: bool,
+                   inputs: Mapping[str, StreamInfo]) -> bool:
         """Native samples from a CPU decoder are packed without torch (tensors come only from nodes that import
         it)."""
         return True

@@ -55,7 +55,7 @@ class NodePlan:
     def torch_free(self) -> bool:
         """The node makes no tensors and takes none from torch-free nodes (see :meth:`Processor.torch_free`)."""
         return self.cls.torch_free(self.params, device=self.output_device or self.devices[0],
-                                   widen_output=self.widen_output)
+                                   widen_output=self.widen_output, inputs=self.input_streams)
 
 
 @dataclass
