@@ -21,7 +21,8 @@ class Frame:
         pts: presentation time in seconds, exact. Processors that make new frames set it.
         data: ``(C, H, W)`` float32 tensor in [0, 1], RGB (or 1 channel for masks), on any device; or native
             ``uint8``/``uint16`` samples (see :mod:`diffusify.ops.samples`), which straight from a decoder on the
-            CPU are a numpy array (processors always get tensors: their base class wraps it without a copy).
+            CPU are a numpy array (so are the outputs of nodes that run without torch; other processors get
+            tensors: their base class wraps the array without a copy).
             Consumers must treat it as read-only: a fan-out hands the same tensor to every consumer.
         meta: per-frame metadata (``scene_change``, ``source_index``...).
     """
