@@ -14,7 +14,17 @@ from diffusify.core.stream import StreamInfo
 from diffusify.io.pixels import PlanePacker
 from diffusify.io.probe import probe
 from diffusify.io.reader import VideoReader
-from diffusify.ops.samples import affine_table, depth, level_table, mix, mix_table, narrow, pair_lookup, widen
+from diffusify.ops.samples import (
+    affine_table,
+    depth,
+    level_table,
+    lookup,
+    mix,
+    mix_table,
+    narrow,
+    pair_lookup,
+    widen,
+)
 from diffusify.processors.color import Color, ColorParams
 from diffusify.processors.compose import Blend, BlendParams, Diff, Stack, StackParams
 from diffusify.processors.geometry import Crop, Resize
@@ -488,3 +498,25 @@ nodes:
   out: {{type: video.write, input: src, with: {{path: "{tmp_path / 'source.mkv'}", codec: ffv1, pix_fmt: bgr0}}}}
 """)
     assert framemd5(tmp_path / "source.mkv")[0] != framemd5(tmp_path / "numpy0.mkv")[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_the_device_paths_give_the_numpy_paths_samples(dtype):
+    """On a GPU, lookup, pair_lookup and mix run torch code (on the CPU, numpy): that code, run here on CPU
+    tensors, gives the numpy path's samples, for every pair of 8-bit samples and for random 16-bit ones."""
+    from diffusify.ops.samples import _lookup_torch, _mix_torch, _pair_lookup_torch
+
+    if dtype == torch.uint8:
+        levels = torch.arange(256, dtype=torch.int32)
+        a = levels.repeat_interleave(256).to(dtype).view(1, 256, 256).expand(3, -1, -1).contiguous()
+        b = levels.repeat(256).to(dtype).view(1, 256, 256).expand(3, -1, -1).contiguous()
+    else:
+        a, b = _samples(dtype, 21), _samples(dtype, 22)
+    table = affine_table(1.3, -0.1, depth(a))
+    assert torch.equal(_lookup_torch(a, table), lookup(a, table))
+    per_channel = np.ascontiguousarray(np.concatenate([table, table[:, ::-1], affine_table(0.5, 0.2, depth(a))]))
+    assert torch.equal(_lookup_torch(a, per_channel), lookup(a, per_channel))
+    for weight in (0.5, 0.25, 0.3, 0.731):
+        assert torch.equal(_mix_torch(a, b, weight), mix(a, b, weight)), weight
+        if dtype == torch.uint8:
+            assert torch.equal(_pair_lookup_torch(a, b, mix_table(weight)), pair_lookup(a, b, mix_table(weight)))

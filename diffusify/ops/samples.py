@@ -135,13 +135,7 @@ def lookup(data: Any, table: Any) -> Any:
             a GPU tensor's device).
     """
     if not is_array(data) and data.device.type != "cpu":
-        import torch
-
-        tab = as_tensor(table).to(data.device)
-        index = data.to(torch.int64)
-        if tab.shape[0] == 1:
-            return tab[0][index]
-        return torch.stack([tab[c][index[c]] for c in range(data.shape[0])])
+        return _lookup_torch(data, table)
     import numpy as np
 
     src, tab = _host_array(data), _host_array(table)
@@ -155,6 +149,17 @@ def lookup(data: Any, table: Any) -> Any:
             row, first, into = _word_table(row.tobytes()), first.view(np.uint16), into.view(np.uint16)
         _gather(row, into, first)
     return _like(out, data)
+
+
+def _lookup_torch(data: torch.Tensor, table: Any) -> torch.Tensor:
+    """:func:`lookup` in torch, on the tensor's device (a GPU's path; it runs on any device)."""
+    import torch
+
+    tab = as_tensor(table).to(data.device)
+    index = data.to(torch.int64)
+    if tab.shape[0] == 1:
+        return tab[0][index]
+    return torch.stack([tab[min(c, tab.shape[0] - 1)][index[c]] for c in range(data.shape[0])])
 
 
 def _host_array(data: Any) -> Any:
@@ -203,15 +208,20 @@ def pair_lookup(a: Any, b: Any, table: Any) -> Any:
         table: ``(65536,)`` ``uint8``, from :func:`pair_table` (a numpy array, or a tensor).
     """
     if not is_array(a) and a.device.type != "cpu":
-        import torch
-
-        return as_tensor(table).to(a.device)[(a.to(torch.int64) << 8) | b.to(torch.int64)]
+        return _pair_lookup_torch(a, b, table)
     import numpy as np
 
     first, second = _host_array(a), _host_array(b)
     out = np.empty_like(first)
     _gather(_host_array(table), out.reshape(-1), first.reshape(-1), second.reshape(-1))
     return _like(out, a)
+
+
+def _pair_lookup_torch(a: torch.Tensor, b: torch.Tensor, table: Any) -> torch.Tensor:
+    """:func:`pair_lookup` in torch, on the tensors' device (a GPU's path; it runs on any device)."""
+    import torch
+
+    return as_tensor(table).to(a.device)[(a.to(torch.int64) << 8) | b.to(torch.int64)]
 
 
 def _gather(table: Any, out: Any, first: Any, second: Any = None) -> None:
@@ -301,23 +311,12 @@ def mix(a: Any, b: Any, weight: float) -> Any:
     :func:`mix_table` where speed matters: this is the arithmetic at any depth."""
     import numpy as np
 
-    on_cpu = is_array(a) or a.device.type == "cpu"
+    if not is_array(a) and a.device.type != "cpu":
+        return _mix_torch(a, b, weight)
     if depth(a) == 8 and (weight * 128).is_integer():
-        w = int(weight * 128)
-        if on_cpu:
-            return _like(_mix128(_host_array(a), _host_array(b), w), a)
-        import torch
-
-        return a.to(torch.int16).mul_(128 - w).add_(b.to(torch.int16).mul_(w)).add_(64).bitwise_right_shift_(7) \
-            .to(torch.uint8)
+        return _like(_mix128(_host_array(a), _host_array(b), int(weight * 128)), a)
     top = int(peak(a))
-    steps = np.floor(np.arange(-top, top + 1, dtype=np.float64) * weight + 0.5)
-    if not on_cpu:
-        import torch
-
-        table = torch.from_numpy(steps).to(device=a.device, dtype=torch.int32)
-        wide = a.to(torch.int32)
-        return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
+    steps = _mix_steps(top, weight)
     first, second = _host_array(a), _host_array(b)
     wide_type = np.int16 if top == 255 else np.int32
     sa = first.astype(wide_type)
@@ -326,6 +325,27 @@ def mix(a: Any, b: Any, weight: float) -> Any:
     d += top
     sa += np.take(steps.astype(wide_type), d)
     return _like(sa.astype(first.dtype), a)
+
+
+def _mix_steps(top: int, weight: float) -> Any:
+    """``floor(d * weight + 1/2)`` for every difference ``d`` of two samples (``-top..top``), float64 numpy."""
+    import numpy as np
+
+    return np.floor(np.arange(-top, top + 1, dtype=np.float64) * weight + 0.5)
+
+
+def _mix_torch(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
+    """:func:`mix` in torch, on the tensors' device (a GPU's path; it runs on any device)."""
+    import torch
+
+    if depth(a) == 8 and (weight * 128).is_integer():
+        w = int(weight * 128)
+        return a.to(torch.int16).mul_(128 - w).add_(b.to(torch.int16).mul_(w)).add_(64).bitwise_right_shift_(7) \
+            .to(torch.uint8)
+    top = int(peak(a))
+    table = torch.from_numpy(_mix_steps(top, weight)).to(device=a.device, dtype=torch.int32)
+    wide = a.to(torch.int32)
+    return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
 
 
 def difference(a: Any, b: Any) -> Any:
