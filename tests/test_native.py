@@ -520,3 +520,28 @@ def test_the_device_paths_give_the_numpy_paths_samples(dtype):
         assert torch.equal(_mix_torch(a, b, weight), mix(a, b, weight)), weight
         if dtype == torch.uint8:
             assert torch.equal(_pair_lookup_torch(a, b, mix_table(weight)), pair_lookup(a, b, mix_table(weight)))
+
+
+def test_the_plan_says_which_nodes_import_torch():
+    """The dry run's first line and the plan's JSON (the start event) say whether a run imports torch, and for
+    which nodes: what a start-up of seconds instead of one comes from."""
+    def plan(warm: str):
+        return diffusify.plan(f"""
+version: 1
+nodes:
+  src:  {{type: video.read, with: {{path: "{SAMPLE}", end: 2}}}}
+  warm: {{type: color, input: src, with: {{{warm}}}}}
+  cut:  {{type: crop, input: src, with: {{width: 64, height: 32}}}}
+  side: {{type: compose.stack, inputs: {{left: warm, right: src}}}}
+  out:  {{type: discard, input: side}}
+  out2: {{type: discard, input: cut}}
+""")[0]
+
+    free = plan("brightness: 0.1")
+    assert free.describe()[0].endswith("runs without torch")
+    assert free.to_json()["needs_torch"] is False
+    assert all(n["torch_free"] for n in free.to_json()["nodes"])
+    graded = plan("gamma: 2.2")
+    assert graded.describe()[0].endswith("imports torch for warm")
+    assert graded.to_json()["needs_torch"] is True
+    assert [n["id"] for n in graded.to_json()["nodes"] if not n["torch_free"]] == ["warm"]

@@ -93,9 +93,11 @@ class Plan:
                       widen_output=n.widen_output) for d in n.devices]
 
     def describe(self) -> list[str]:
+        torch_nodes = [nid for nid in self.order if not self.nodes[nid].torch_free]
         lines = [f"pipeline {self.recipe.name}: {len(self.nodes)} nodes, "
                  f"{'?' if self.total_frames is None else self.total_frames} frames, "
-                 f"estimated memory {_human(self.memory)}"]
+                 f"estimated memory {_human(self.memory)}, "
+                 + (f"imports torch for {', '.join(torch_nodes)}" if torch_nodes else "runs without torch")]
         for nid in self.order:
             n = self.nodes[nid]
             ins = ", ".join(f"{p}<-{r}" for p, r in n.inputs.items()) or "-"
@@ -113,6 +115,7 @@ class Plan:
             "name": self.recipe.name,
             "total_frames": self.total_frames,
             "memory_estimate": self.memory,
+            "needs_torch": self.needs_torch,
             "segment": None if self.options.segment is None else [self.options.segment.start,
                                                                    self.options.segment.end],
             "nodes": [{
@@ -120,7 +123,7 @@ class Plan:
                 "replicas": n.replicas, "output_device": n.output_device or n.devices[0], "queue": {"frames": n.queue.frames, "bytes": n.queue.bytes},
                 "output": n.output.to_json() if n.output else None, "memory": n.memory,
                 "writes": n.cls.describe_output(n.params, n.input_streams, n.refs) or None,
-                "gpu_memory": n.gpu_memory,
+                "gpu_memory": n.gpu_memory, "torch_free": n.torch_free,
             } for nid, n in ((i, self.nodes[i]) for i in self.order)],
         }
 
