@@ -84,11 +84,14 @@ def _six_node(clip: Path, out: Path) -> str:
 def against(other: str, repeat: int = 4) -> None:
     """The 6-node graph with another checkout of the project (``other``: its folder, e.g. from ``git worktree add
     ../before REV``) and with this one, alternated, each round against the pipe pair run just before: the change's
-    effect measured in the same rounds, as throughput (of the pipe pair) and CPU seconds."""
+    effect measured in the same rounds, as throughput (of the pipe pair) and CPU seconds: of the whole run (the
+    engine and its ffmpeg processes, which swing with the machine) and of the engine's process alone (its summary's
+    ``process_cpu_seconds``, where the build reports it: what the change itself costs or saves)."""
     clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
     trees = {"other": str(Path(other).resolve()), "this": str(ROOT)}
     ratios: dict[str, list[float]] = {name: [] for name in trees}
     cpus: dict[str, list[float]] = {name: [] for name in trees}
+    engine_cpus: dict[str, list[float]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         recipe = _recipe(tmp, _six_node(clip, tmp / "ours.mkv"))
@@ -100,12 +103,16 @@ def against(other: str, repeat: int = 4) -> None:
                 engine = summary["wall_seconds"] - summary.get("torch_import_seconds", 0.0)
                 ratios[name].append(pair / engine)
                 cpus[name].append(_children_cpu() - cpu0)
+                engine_cpus[name].append(summary.get("process_cpu_seconds", float("nan")))  # nan: not reported
             print(f"against: round {i + 1}: " + ", ".join(f"{n} {ratios[n][-1]:.3f} of the pipe pair "
-                                                         f"({cpus[n][-1]:.1f} CPU s)" for n in trees))
+                                                         f"({cpus[n][-1]:.1f} CPU s, {engine_cpus[n][-1]:.1f} in the "
+                                                         "engine's process)" for n in trees))
     med = statistics.median
     for name, tree in trees.items():
+        reported = [c for c in engine_cpus[name] if c == c]
+        own = f", in the engine's process {med(reported):.2f}" if reported else ""
         print(f"against: {name} ({tree}): 6-node graph / pipe pair median {med(ratios[name]):.3f}, "
-              f"CPU seconds median {med(cpus[name]):.1f}")
+              f"CPU seconds median {med(cpus[name]):.1f}{own}")
 
 
 def _children_cpu() -> float:
