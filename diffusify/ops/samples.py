@@ -318,20 +318,25 @@ def mix(a: Any, b: Any, weight: float) -> Any:
     top = int(peak(a))
     steps = _mix_steps(top, weight)
     first, second = _host_array(a), _host_array(b)
-    wide_type = np.int16 if top == 255 else np.int32
-    sa = first.astype(wide_type)
-    d = second.astype(wide_type)
+    sa = first.astype(steps.dtype)
+    d = second.astype(steps.dtype)
     d -= sa
     d += top
-    sa += np.take(steps.astype(wide_type), d)
+    sa += np.take(steps, d)
     return _like(sa.astype(first.dtype), a)
 
 
+@functools.lru_cache(maxsize=64)
 def _mix_steps(top: int, weight: float) -> Any:
-    """``floor(d * weight + 1/2)`` for every difference ``d`` of two samples (``-top..top``), float64 numpy."""
+    """``floor(d * weight + 1/2)`` for every difference ``d`` of two samples (``-top..top``), computed in float64,
+    as integers wide enough for the sum with a sample (16 bits for 8-bit samples, 32 for 16-bit ones); read-only,
+    kept per depth and weight (at 16 bits it is 131,071 entries, made once instead of every frame)."""
     import numpy as np
 
-    return np.floor(np.arange(-top, top + 1, dtype=np.float64) * weight + 0.5)
+    steps = np.floor(np.arange(-top, top + 1, dtype=np.float64) * weight + 0.5)
+    steps = steps.astype(np.int16 if top == 255 else np.int32)
+    steps.flags.writeable = False
+    return steps
 
 
 def _mix_torch(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
@@ -343,7 +348,7 @@ def _mix_torch(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
         return a.to(torch.int16).mul_(128 - w).add_(b.to(torch.int16).mul_(w)).add_(64).bitwise_right_shift_(7) \
             .to(torch.uint8)
     top = int(peak(a))
-    table = torch.from_numpy(_mix_steps(top, weight)).to(device=a.device, dtype=torch.int32)
+    table = torch.from_numpy(_mix_steps(top, weight).astype("int32")).to(a.device)  # a copy: the kept one is read-only
     wide = a.to(torch.int32)
     return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
 

@@ -119,23 +119,20 @@ class Stack(Processor):
         (aw, ah), (bw, bh) = self._sizes(self.params, self.input_streams["left"], self.input_streams["right"])
         a, b = _rgb(frames["left"].data), _rgb(frames["right"].data)
         axis = 2 if self.params.axis == "horizontal" else 1
-        if is_array(a) == is_array(b) and a.dtype == b.dtype and tuple(a.shape[-2:]) == (ah, aw) \
-                and tuple(b.shape[-2:]) == (bh, bw):
-            # nothing to resample: the samples as they are, at any depth
-            if is_array(a):
-                import numpy as np
+        # both inputs are numpy samples (this node runs without torch) or both tensors (the base class's wrapping)
+        if a.dtype != b.dtype or tuple(a.shape[-2:]) != (ah, aw) or tuple(b.shape[-2:]) != (bh, bw):
+            from diffusify.ops.resample import resize
+            from diffusify.ops.samples import widen
 
-                return np.concatenate([a, b], axis=axis)
-            import torch
+            a = resize(widen(a), ah, aw, self.params.method).clamp(0, 1)
+            b = resize(widen(b), bh, bw, self.params.method).clamp(0, 1)
+        # else nothing to resample: the samples as they are, at any depth
+        if is_array(a):
+            import numpy as np
 
-            return torch.cat([a, b], dim=axis)
+            return np.concatenate([a, b], axis=axis)
         import torch
 
-        from diffusify.ops.resample import resize
-        from diffusify.ops.samples import widen
-
-        a = resize(widen(a), ah, aw, self.params.method).clamp(0, 1)
-        b = resize(widen(b), bh, bw, self.params.method).clamp(0, 1)
         return torch.cat([a, b], dim=axis)
 
 

@@ -80,10 +80,15 @@ class Plan:
     existing: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def torch_nodes(self) -> list[str]:
+        """The nodes that make or take torch tensors, in order (see :meth:`Processor.torch_free`)."""
+        return [nid for nid in self.order if not self.nodes[nid].torch_free]
+
+    @property
     def needs_torch(self) -> bool:
-        """Whether any node makes or takes torch tensors. A plan that only decodes on the CPU and writes (a
-        transcode, a trim) carries the decoder's numpy samples and never imports torch."""
-        return not all(n.torch_free for n in self.nodes.values())
+        """Whether any node makes or takes torch tensors. A plan that only decodes on the CPU, does cheap work
+        there and writes (a transcode, a trim, a colour grade) carries numpy samples and never imports torch."""
+        return bool(self.torch_nodes)
 
     def processors(self, nid: str) -> list[Processor]:
         """One processor instance per replica of node ``nid``, given its device and the run options."""
@@ -93,7 +98,7 @@ class Plan:
                       widen_output=n.widen_output) for d in n.devices]
 
     def describe(self) -> list[str]:
-        torch_nodes = [nid for nid in self.order if not self.nodes[nid].torch_free]
+        torch_nodes = self.torch_nodes
         lines = [f"pipeline {self.recipe.name}: {len(self.nodes)} nodes, "
                  f"{'?' if self.total_frames is None else self.total_frames} frames, "
                  f"estimated memory {_human(self.memory)}, "
