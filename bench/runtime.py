@@ -1,6 +1,7 @@
 """Runtime figures: overhead against bare ffmpeg, memory flatness over long runs, and compute/IO overlap.
 
     python bench/runtime.py overhead [--device cuda] [--repeat 3]  # 6-node graph vs ffmpeg, 1080p 300 frames
+    python bench/runtime.py side-by-side [--repeat 6]  # the same graphs and the pipe pair at once, on core halves
     python bench/runtime.py memory     # peak RSS, 300 vs 3000 frames of 1080p through a 2x resize
     python bench/runtime.py overlap    # a 20 ms/frame processor on 360p: wall time vs frames x 20 ms
     python bench/runtime.py startup [--repeat 5]  # one 1080p frame: a transcode and colour graphs vs the pipe pair
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -36,8 +38,8 @@ CODEC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yu
 _WRITE = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
 
 
-def _recipe(tmp: Path, text: str) -> str:
-    path = tmp / "bench.yaml"
+def _recipe(tmp: Path, text: str, name: str = "bench.yaml") -> str:
+    path = tmp / name
     path.write_text(textwrap.dedent(text))
     return str(path)
 
@@ -45,14 +47,32 @@ def _recipe(tmp: Path, text: str) -> str:
 def _run_cli(recipe: str, *extra: str, tree: str | None = None) -> dict:
     """Run `diffusify run` in a fresh process and return its final summary (from --json-events); with ``tree``,
     the project in that folder (run from the recipe's folder, so the current one is not imported instead)."""
+    return _summary_of(_start_cli(recipe, *extra, tree=tree))
+
+
+def _start_cli(recipe: str, *extra: str, tree: str | None = None, cpus: set[int] | None = None) -> subprocess.Popen:
+    """Start `diffusify run` (see :func:`_run_cli`); with ``cpus``, it and its ffmpeg children run on those
+    cores only."""
     env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
-    proc = subprocess.run([sys.executable, "-m", "diffusify", "run", recipe, "--json-events", "--overwrite", *extra],
-                          capture_output=True, text=True, check=False, env=env,
-                          cwd=None if tree is None else Path(recipe).parent)
+    return subprocess.Popen([sys.executable, "-m", "diffusify", "run", recipe, "--json-events", "--overwrite", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=None if tree is None else Path(recipe).parent, preexec_fn=_pin(cpus))
+
+
+def _summary_of(proc: subprocess.Popen) -> dict:
+    """The final summary of a run started by :func:`_start_cli`, once it has finished."""
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"diffusify run failed: {proc.stderr.strip()}")
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        raise SystemExit(f"diffusify run failed: {err.strip()}")
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return next(e for e in events if e["event"] == "finished")["summary"]
+
+
+def _pin(cpus: set[int] | None):  # noqa: ANN202 - a preexec_fn or None
+    """A ``preexec_fn`` that keeps a child (and what it starts) on ``cpus``; None for no pinning."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def _identity(clip: Path, out: Path, middle: str = "") -> str:
@@ -132,7 +152,13 @@ def _bare(clip: Path, out: Path) -> tuple[float, float]:
 def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, float]:
     """The engine's two ffmpeg ends alone, joined by a pipe: decode with the reader's conversion to planar RGB,
     encode with the writer's conversion from it, nothing in between (no Python). (wall seconds, CPU seconds)."""
-    from diffusify.io.ffmpeg import _widen_pipe
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    _finish_pair(_start_pair(*_pair_commands(clip, out, frames)))
+    return time.perf_counter() - t0, _children_cpu() - cpu0
+
+
+def _pair_commands(clip: Path, out: Path, frames: int | None = None) -> tuple[list[str], list[str]]:
+    """The pipe pair's decoder and encoder command lines (see :func:`_piped`)."""
     from diffusify.io.formats import from_rgb_filter, to_rgb_filter
     from diffusify.io.probe import probe
 
@@ -142,19 +168,32 @@ def _piped(clip: Path, out: Path, frames: int | None = None) -> tuple[float, flo
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     decode = [ffmpeg, "-v", "error", "-i", str(clip), "-map", "0:v:0", *(["-frames:v", str(frames)] if frames else []),
               "-vf", to_rgb_filter(info.pix_fmt, video.color, video.width, video.height, "gbrp"),
-              "-f", "rawvideo", "-pix_fmt", "gbrp", "pipe:1"]
+              "-f", "rawvideo", "-pix_fmt", "gbrp", "-avioflags", "direct", "pipe:1"]
     encode = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gbrp", "-s", f"{video.width}x{video.height}",
               "-framerate", str(video.fps), "-i", "pipe:0", "-vf", from_rgb_filter(video.color, "yuv420p", video.width, video.height)[0],
               *CODEC, str(out)]
-    cpu0, t0 = _children_cpu(), time.perf_counter()
-    decoder = subprocess.Popen(decode, stdout=subprocess.PIPE)
+    return decode, encode
+
+
+def _start_pair(decode: list[str], encode: list[str], cpus: set[int] | None = None) -> tuple[subprocess.Popen, ...]:
+    """Start the pipe pair's decoder and encoder (on ``cpus`` where given), joined by a 1 MiB pipe."""
+    from diffusify.io.ffmpeg import _widen_pipe
+
+    decoder = subprocess.Popen(decode, stdout=subprocess.PIPE, preexec_fn=_pin(cpus))
     assert decoder.stdout is not None
     _widen_pipe(decoder.stdout.fileno())  # the 1 MiB pipes the engine's ends get: the same frame interface
-    encoder = subprocess.Popen(encode, stdin=decoder.stdout)
+    encoder = subprocess.Popen(encode, stdin=decoder.stdout, preexec_fn=_pin(cpus))
     decoder.stdout.close()
+    return decoder, encoder
+
+
+def _finish_pair(procs: tuple[subprocess.Popen, ...], done: list[float] | None = None) -> None:
+    """Wait for the pipe pair; with ``done``, append the time it finished (``time.perf_counter()``)."""
+    decoder, encoder = procs
     if encoder.wait() != 0 or decoder.wait() != 0:
         raise SystemExit("the piped ffmpeg pair failed")
-    return time.perf_counter() - t0, _children_cpu() - cpu0
+    if done is not None:
+        done.append(time.perf_counter())
 
 
 def overhead(device: str, repeat: int = 1) -> None:
@@ -179,6 +218,50 @@ def overhead(device: str, repeat: int = 1) -> None:
     for name, target in (("identity graph (read -> write)", 0.97), ("6-node graph (fan-out + merge)", 0.9)):
         ratio = statistics.median(r[f"{name} / pipe pair"] for r in rounds)
         print(f"overhead: throughput ratio {name} / pipe pair = {ratio:.3f} (target on the CPU >= {target})")
+
+
+def side_by_side(repeat: int = 6, frames: int = 150) -> None:
+    """The identity and 6-node graphs against the pipe pair **at the same time**, each on half of this machine's
+    cores (pinned: the engine and its ffmpeg processes on one half, the pair on the other; the halves swap every
+    round), ``repeat`` rounds of each graph. Both sides live through the same minute of a noisy machine, so its
+    swings (bare ffmpeg took 19.9-26.3 s for the same work within one invocation) move both alike; what differs
+    is the CPU each side spends a frame, which on cores the encoder already fills is what decides the frame rate.
+    The figure is the median over rounds of pair time / graph time (the graph's engine time, as ``overhead``)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("side-by-side needs at least 2 cores")
+    halves = ({*cores[:len(cores) // 2]}, {*cores[len(cores) // 2:]})
+    clip = make_clip("1080p_300.mp4", width=1920, height=1080, frames=300)
+    print(f"side-by-side: {len(cores)} cores, halves {sorted(halves[0])} and {sorted(halves[1])}; 1080p, "
+          f"{frames} frames, x264 veryfast crf 20")
+    ratios: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        graphs = {
+            "identity graph (read -> write)": _recipe(tmp, _identity(clip, tmp / "id.mkv"), "id.yaml"),
+            "6-node graph (fan-out + merge)": _recipe(tmp, _six_node(clip, tmp / "ours.mkv"), "six.yaml"),
+        }
+        for i in range(repeat):
+            for name, recipe in graphs.items():
+                mine, theirs = halves if i % 2 == 0 else reversed(halves)
+                t0 = time.perf_counter()
+                engine = _start_cli(recipe, "--max-frames", str(frames), cpus=mine)
+                pair = _start_pair(*_pair_commands(clip, tmp / "pair.mkv", frames), cpus=theirs)
+                done: list[float] = []
+                waiter = threading.Thread(target=_finish_pair, args=(pair, done))
+                waiter.start()
+                summary = _summary_of(engine)
+                waiter.join()
+                pair_s = done[0] - t0
+                ours = summary["wall_seconds"] - summary["torch_import_seconds"]
+                ratios.setdefault(name, []).append(pair_s / ours)
+                print(f"side-by-side: round {i + 1}, {name}: {ours:.2f} s on cores {sorted(mine)} "
+                      f"({summary['process_cpu_seconds']:.1f} CPU s in the engine's process), the pipe pair "
+                      f"{pair_s:.2f} s on {sorted(theirs)} -> {pair_s / ours:.3f}")
+    for name, target in (("identity graph (read -> write)", 0.97), ("6-node graph (fan-out + merge)", 0.9)):
+        values = sorted(ratios[name])
+        print(f"side-by-side: {name} / pipe pair, at the same time: ratios {', '.join(f'{v:.3f}' for v in values)}; "
+              f"median {statistics.median(values):.3f} (target on the CPU >= {target})")
 
 
 def _overhead_round(device: str) -> dict[str, float]:
@@ -410,8 +493,8 @@ def startup(repeat: int = 5) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", default="all", choices=["overhead", "memory", "overlap", "startup",
-                                                                     "nodes", "against", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["overhead", "side-by-side", "memory", "overlap",
+                                                                     "startup", "nodes", "against", "all"])
     parser.add_argument("other", nargs="?", help="for against: another checkout's folder")
     parser.add_argument("--device", default="cpu", help="devices of the overhead graph's nodes (cpu, cuda, auto)")
     parser.add_argument("--repeat", type=int, default=1, help="overhead rounds (median ratio reported)")
@@ -419,6 +502,8 @@ if __name__ == "__main__":
     for name in (["overhead", "memory", "overlap"] if args.which == "all" else [args.which]):
         if name == "overhead":
             overhead(args.device, args.repeat)
+        elif name == "side-by-side":
+            side_by_side(max(args.repeat, 2))
         elif name == "startup":
             startup(max(args.repeat, 3))
         elif name == "nodes":

@@ -257,7 +257,8 @@ class ImageSequenceReader:
         convert = to_rgb_filter(self._pix_fmt, self.stream.color, self._width, self._height, out_fmt)
         args = ["-v", "error", "-nostats", "-f", "concat", "-safe", "0", "-i", self._list]
         args += ["-map", "0:v:0", "-vf", convert, "-fps_mode", "passthrough"]
-        args += ["-frames:v", str(len(self.files)), "-f", "rawvideo", "-pix_fmt", out_fmt, "pipe:1"]
+        args += ["-frames:v", str(len(self.files)), "-f", "rawvideo", "-pix_fmt", out_fmt,
+                 "-avioflags", "direct", "pipe:1"]  # one write a frame, as the video reader's
         self._proc = FFmpegProcess(args, stdout_pipe=True)
         return self._proc
 
