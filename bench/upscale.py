@@ -65,15 +65,19 @@ def _hand_loop(frames: list[torch.Tensor], device: str, border: int, channels_la
     return time.perf_counter() - t0
 
 
-def _recipe(tmp: Path, frames: int, extra: str, device: str) -> str:
+def _recipe(tmp: Path, frames: int, extra: str, device: str, *, encode: bool = True) -> str:
+    """read -> upscale -> an x264 writer, or with ``encode=False`` the ``discard`` sink (the model stage alone, as
+    the hand loop is: no encoder sharing the cores)."""
     path = tmp / "r.yaml"
+    sink = (f"{{type: video.write, input: up, with: {{path: \"{tmp / 'o.mkv'}\", preset: veryfast}}}}" if encode
+            else "{type: discard, input: up}")
     path.write_text(textwrap.dedent(f"""
         version: 1
         devices: [{device}]
         nodes:
           src: {{type: video.read, with: {{path: "{CLIP}", end: {frames}}}}}
           up:  {{type: upscale.spandrel, input: src, with: {{model: "{MODEL}"{extra}}}}}
-          out: {{type: video.write, input: up, with: {{path: "{tmp / 'o.mkv'}", preset: veryfast}}}}
+          out: {sink}
     """))
     return str(path)
 
@@ -81,13 +85,15 @@ def _recipe(tmp: Path, frames: int, extra: str, device: str) -> str:
 def node(frames: int, device: str) -> None:
     data = decoded(frames)
     base = hand_loop(data, device)
-    with tempfile.TemporaryDirectory() as d:
-        s = run(_recipe(Path(d), frames, ", tile: none, border: 0", device), overwrite=True)
-    up = next(n for n in s["nodes"] if n["id"] == "up")
-    node_fps = up["frames"] / up["busy_seconds"]
-    print(f"node: hand-written loop {frames / base:.2f} fps; upscale.spandrel inside diffusify run "
-          f"{node_fps:.2f} fps (node busy time), whole run {s['fps']:.2f} fps")
-    print(f"node: throughput ratio node/hand = {node_fps / (frames / base):.3f} (target >= 0.95)")
+    for encode in (False, True):
+        with tempfile.TemporaryDirectory() as d:
+            s = run(_recipe(Path(d), frames, ", tile: none, border: 0", device, encode=encode), overwrite=True)
+        up = next(n for n in s["nodes"] if n["id"] == "up")
+        node_fps = up["frames"] / up["busy_seconds"]
+        sink = "video.write (x264 on the same cores)" if encode else "discard (the model stage alone)"
+        print(f"node: hand-written loop {frames / base:.2f} fps; upscale.spandrel inside diffusify run, sink "
+              f"{sink}: {node_fps:.2f} fps (node busy time), whole run {s['fps']:.2f} fps")
+        print(f"node: throughput ratio node/hand, sink {sink} = {node_fps / (frames / base):.3f} (target >= 0.95)")
 
 
 def default(frames: int, device: str) -> None:
