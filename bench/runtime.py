@@ -25,6 +25,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from bench._clips import make_clip  # noqa: E402
 
 CODEC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
 _WRITE = "codec: libx264, preset: veryfast, crf: 20, pix_fmt: yuv420p, copy_streams_from: none"
+IDENTITY, SIX_NODE = "identity graph (read -> write)", "6-node graph (fan-out + merge)"
+CPU_TARGETS = ((IDENTITY, 0.97), (SIX_NODE, 0.9))  # of the pipe pair's throughput (the speed issue)
 
 
 def _recipe(tmp: Path, text: str, name: str = "bench.yaml") -> str:
@@ -68,7 +71,7 @@ def _summary_of(proc: subprocess.Popen) -> dict:
     return next(e for e in events if e["event"] == "finished")["summary"]
 
 
-def _pin(cpus: set[int] | None):  # noqa: ANN202 - a preexec_fn or None
+def _pin(cpus: set[int] | None) -> Callable[[], None] | None:
     """A ``preexec_fn`` that keeps a child (and what it starts) on ``cpus``; None for no pinning."""
     if cpus is None:
         return None
@@ -213,9 +216,9 @@ def overhead(device: str, repeat: int = 1) -> None:
             values = sorted(r[name] for r in rounds)
             print(f"overhead: {name}: ratios {', '.join(f'{v:.3f}' for v in values)}; "
                   f"median {statistics.median(values):.3f}")
-    six = statistics.median(r["6-node graph (fan-out + merge)"] for r in rounds)
+    six = statistics.median(r[SIX_NODE] for r in rounds)
     print(f"overhead: throughput ratio 6-node graph / bare ffmpeg = {six:.3f} (target on a GPU >= 0.95)")
-    for name, target in (("identity graph (read -> write)", 0.97), ("6-node graph (fan-out + merge)", 0.9)):
+    for name, target in CPU_TARGETS:
         ratio = statistics.median(r[f"{name} / pipe pair"] for r in rounds)
         print(f"overhead: throughput ratio {name} / pipe pair = {ratio:.3f} (target on the CPU >= {target})")
 
@@ -238,8 +241,8 @@ def side_by_side(repeat: int = 6, frames: int = 150) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         graphs = {
-            "identity graph (read -> write)": _recipe(tmp, _identity(clip, tmp / "id.mkv"), "id.yaml"),
-            "6-node graph (fan-out + merge)": _recipe(tmp, _six_node(clip, tmp / "ours.mkv"), "six.yaml"),
+            IDENTITY: _recipe(tmp, _identity(clip, tmp / "id.mkv"), "id.yaml"),
+            SIX_NODE: _recipe(tmp, _six_node(clip, tmp / "ours.mkv"), "six.yaml"),
         }
         for i in range(repeat):
             for name, recipe in graphs.items():
@@ -258,7 +261,7 @@ def side_by_side(repeat: int = 6, frames: int = 150) -> None:
                 print(f"side-by-side: round {i + 1}, {name}: {ours:.2f} s on cores {sorted(mine)} "
                       f"({summary['process_cpu_seconds']:.1f} CPU s in the engine's process), the pipe pair "
                       f"{pair_s:.2f} s on {sorted(theirs)} -> {pair_s / ours:.3f}")
-    for name, target in (("identity graph (read -> write)", 0.97), ("6-node graph (fan-out + merge)", 0.9)):
+    for name, target in CPU_TARGETS:
         values = sorted(ratios[name])
         print(f"side-by-side: {name} / pipe pair, at the same time: ratios {', '.join(f'{v:.3f}' for v in values)}; "
               f"median {statistics.median(values):.3f} (target on the CPU >= {target})")
@@ -277,8 +280,8 @@ def _overhead_round(device: str) -> dict[str, float]:
         print(f"overhead: ffmpeg -> RGB pipe -> ffmpeg   {frames / piped:6.1f} fps ({piped:.2f} s, {piped_cpu:.1f} CPU s) "
               f"-> ratio {bare / piped:.3f} (the frame interface without Python)")
         graphs = {
-            "identity graph (read -> write)": _identity(clip, tmp / "id.mkv"),
-            "6-node graph (fan-out + merge)": _six_node(clip, tmp / "ours.mkv"),
+            IDENTITY: _identity(clip, tmp / "id.mkv"),
+            SIX_NODE: _six_node(clip, tmp / "ours.mkv"),
         }
         for name, text in graphs.items():
             cpu0, t0 = _children_cpu(), time.perf_counter()

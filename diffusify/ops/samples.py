@@ -348,9 +348,18 @@ def _mix_torch(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
         return a.to(torch.int16).mul_(128 - w).add_(b.to(torch.int16).mul_(w)).add_(64).bitwise_right_shift_(7) \
             .to(torch.uint8)
     top = int(peak(a))
-    table = torch.from_numpy(_mix_steps(top, weight).astype("int32")).to(a.device)  # a copy: the kept one is read-only
+    table = _mix_steps_on(top, weight, str(a.device))
     wide = a.to(torch.int32)
     return wide.add_(table[(b.to(torch.int32) - wide + top).to(torch.int64)]).to(a.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _mix_steps_on(top: int, weight: float, device: str) -> torch.Tensor:
+    """:func:`_mix_steps` as int32 on ``device``, kept: made and uploaded once, not every frame (at 16 bits it is
+    512 KiB)."""
+    import torch
+
+    return torch.from_numpy(_mix_steps(top, weight).astype("int32")).to(device)  # a copy: the kept one is read-only
 
 
 def difference(a: Any, b: Any) -> Any:
